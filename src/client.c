@@ -1,0 +1,962 @@
+/* The public API: lifecycle, event calls, stats and dead letters. */
+#include "client.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "context.h"
+#include "event.h"
+
+#define ERR_MAX 512
+
+static int64_t wall_clock_ms(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *herald_strerror(herald_status status)
+{
+    switch (status) {
+    case HERALD_OK: return "ok";
+    case HERALD_E_INVALID_ARGUMENT: return "invalid argument";
+    case HERALD_E_INVALID_JSON: return "invalid JSON";
+    case HERALD_E_NOT_OBJECT: return "JSON value is not an object";
+    case HERALD_E_TOO_LARGE: return "event too large";
+    case HERALD_E_QUEUE_FULL: return "queue full";
+    case HERALD_E_STORAGE: return "storage error";
+    case HERALD_E_NO_MEMORY: return "out of memory";
+    case HERALD_E_CONFIG: return "invalid configuration";
+    case HERALD_E_TIMEOUT: return "timed out";
+    case HERALD_E_CLOSED: return "client is closing";
+    case HERALD_E_BACKEND: return "backend error";
+    case HERALD_E_DISABLED: return "delivery is disabled";
+    case HERALD_E_NO_CONSENT: return "no consent: event dropped";
+    }
+    return "unknown status";
+}
+
+const char *herald_version(void)
+{
+    return HERALD_VERSION_STRING;
+}
+
+herald_status herald_options_init(herald_options *opts)
+{
+    if (opts == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+    opts->max_event_bytes = 32768;
+    opts->max_queue_events = 1000000;
+    opts->max_queue_bytes = 256u << 20;
+    opts->max_dead_letters = 10000;
+    opts->overflow_policy = HERALD_OVERFLOW_DROP_OLDEST;
+    opts->durability = HERALD_DURABILITY_PROCESS;
+    opts->batch_max_events = 100;
+    opts->batch_max_bytes = 500000;
+    opts->flush_interval_ms = 5000;
+    opts->retry_base_ms = 500;
+    opts->retry_max_delay_ms = 30000;
+    opts->retry_max_attempts = 10;
+    opts->retry_max_age_s = 7 * 86400;
+    opts->connect_timeout_ms = 10000;
+    opts->request_timeout_ms = 30000;
+    opts->gzip_min_bytes = 1024;
+    opts->max_concurrency = 8;
+    opts->deliver = 1;
+    opts->log_level = HERALD_LOG_WARN;
+    opts->session_timeout_ms = 30 * 60 * 1000;
+    opts->consent_policy = HERALD_CONSENT_HOLD;
+    return HERALD_OK;
+}
+
+void herald_client_set_error(herald_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->last_error, sizeof c->last_error, fmt, ap);
+    va_end(ap);
+}
+
+size_t herald_last_error(const herald_client *c, char *buf, size_t buflen)
+{
+    if (c == NULL) {
+        const char *message = herald_open_error_get();
+        if (buf && buflen)
+            snprintf(buf, buflen, "%s", message);
+        return strlen(message);
+    }
+    herald_client *mc = (herald_client *)(uintptr_t)c;
+    pthread_mutex_lock(&mc->mutex);
+    size_t n = strlen(c->last_error);
+    if (buf && buflen)
+        snprintf(buf, buflen, "%s", c->last_error);
+    pthread_mutex_unlock(&mc->mutex);
+    return n;
+}
+
+static int destination_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static void destinations_free(herald_client *c)
+{
+    for (size_t i = 0; i < c->destination_count; i++) {
+        herald_destination_state *d = &c->destinations[i];
+        if (d->backend && d->backend_state)
+            d->backend->destroy(d->backend_state);
+        herald_delivery_settings_free(&d->settings);
+        free(d->name);
+        free(d->backend_name);
+        free(d->inflight_ids);
+    }
+    free(c->destinations);
+    free(c->destination_names);
+    c->destinations = NULL;
+    c->destination_names = NULL;
+    c->destination_count = 0;
+}
+
+static herald_status destinations_create(herald_client *c, const herald_options *opts, char *err,
+                                         size_t errlen)
+{
+    size_t n = opts->destination_count;
+    c->destinations = calloc(n ? n : 1, sizeof *c->destinations);
+    c->destination_names = calloc(n ? n : 1, sizeof *c->destination_names);
+    if (c->destinations == NULL || c->destination_names == NULL)
+        return HERALD_E_NO_MEMORY;
+    c->wake_threshold = UINT32_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const herald_destination *spec = &opts->destinations[i];
+        herald_destination_state *d = &c->destinations[i];
+        c->destination_count = i + 1;
+        if (!destination_name_valid(spec->name)) {
+            herald_error_format(err, errlen,
+                                "destination %zu: name must be 1-64 characters of [A-Za-z0-9_.-]", i);
+            return HERALD_E_CONFIG;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->destinations[j].name, spec->name) == 0) {
+                herald_error_format(err, errlen, "destination name \"%s\" is used twice",
+                                    spec->name);
+                return HERALD_E_CONFIG;
+            }
+        }
+        d->name = strdup(spec->name);
+        d->backend_name = strdup(spec->backend ? spec->backend : "");
+        if (d->name == NULL || d->backend_name == NULL)
+            return HERALD_E_NO_MEMORY;
+        c->destination_names[i] = d->name;
+        d->backend = herald_backend_find(spec->backend);
+        if (d->backend == NULL) {
+            herald_error_format(err, errlen, "destination \"%s\": unknown backend \"%s\"", d->name,
+                                spec->backend ? spec->backend : "(null)");
+            return HERALD_E_CONFIG;
+        }
+        char *backend_json = NULL;
+        char sub[ERR_MAX] = "";
+        herald_status st = herald_destination_settings_parse(opts, spec->config_json, &d->settings,
+                                                             &backend_json, sub, sizeof sub);
+        if (st != HERALD_OK) {
+            herald_error_format(err, errlen, "destination \"%s\": %s", d->name, sub);
+            return st;
+        }
+        int rc = d->backend->create(backend_json, &d->backend_state, sub, sizeof sub);
+        free(backend_json);
+        if (rc != 0) {
+            d->backend_state = NULL;
+            herald_error_format(err, errlen, "destination \"%s\": %s", d->name, sub);
+            return HERALD_E_CONFIG;
+        }
+        d->backend->limits(d->backend_state, &d->limits);
+        uint32_t per_request = d->settings.batch_max_events;
+        if (d->limits.max_events_per_request && d->limits.max_events_per_request < per_request)
+            per_request = d->limits.max_events_per_request;
+        if (per_request < c->wake_threshold)
+            c->wake_threshold = per_request;
+    }
+    return HERALD_OK;
+}
+
+/* The session as stored: "<id> <last activity ms> <sequence>". */
+static void session_parse(herald_client *c, const char *text)
+{
+    long long id = 0, last = 0;
+    unsigned long sequence = 0;
+    if (text && sscanf(text, "%lld %lld %lu", &id, &last, &sequence) == 3 && id > 0) {
+        c->session_id = id;
+        c->session_last_ms = last;
+        c->session_sequence = (uint32_t)sequence;
+    }
+}
+
+static herald_status load_identity(herald_client *c, char *err, size_t errlen)
+{
+    char *anonymous = NULL, *traits = NULL, *session = NULL, *consent = NULL;
+    herald_status st = herald_queue_meta_get(c->queue, "anonymous_id", &anonymous);
+    if (st == HERALD_OK)
+        st = herald_queue_meta_get(c->queue, "user_id", &c->user_id);
+    if (st == HERALD_OK)
+        st = herald_queue_meta_get(c->queue, "user_traits", &traits);
+    if (st == HERALD_OK)
+        st = herald_queue_meta_get(c->queue, "group_id", &c->group_id);
+    if (st == HERALD_OK)
+        st = herald_queue_meta_get(c->queue, "session", &session);
+    if (st == HERALD_OK)
+        st = herald_queue_meta_get(c->queue, "consent", &consent);
+    if (st != HERALD_OK) {
+        herald_error_format(err, errlen, "reading identity from the queue file: %s",
+                            herald_queue_errmsg(c->queue));
+        goto done;
+    }
+    if (anonymous == NULL || anonymous[0] == '\0' || strlen(anonymous) >= sizeof c->anonymous_id) {
+        herald_uuid_random(c->anonymous_id, &c->random);
+        if (herald_queue_meta_set(c->queue, "anonymous_id", c->anonymous_id) != HERALD_OK) {
+            herald_error_format(err, errlen, "storing the anonymous id: %s",
+                                herald_queue_errmsg(c->queue));
+            st = HERALD_E_STORAGE;
+            goto done;
+        }
+    } else {
+        snprintf(c->anonymous_id, sizeof c->anonymous_id, "%s", anonymous);
+    }
+    c->traits = traits ? json_loads(traits, 0, NULL) : NULL;
+    if (!json_is_object(c->traits)) {
+        json_decref(c->traits);
+        c->traits = json_object();
+    }
+    session_parse(c, session);
+    if (consent != NULL)
+        c->consent = strcmp(consent, "granted") == 0;
+    else
+        c->consent = !c->options.consent_required;
+done:
+    free(anonymous);
+    free(traits);
+    free(session);
+    free(consent);
+    return st;
+}
+
+static void client_free(herald_client *c)
+{
+    destinations_free(c);
+    herald_queue_close(c->queue);
+    json_decref(c->context);
+    json_decref(c->traits);
+    free(c->group_id);
+    pthread_cond_destroy(&c->drained);
+    pthread_mutex_destroy(&c->mutex);
+    free(c->user_id);
+    free(c->db_path);
+    free(c);
+}
+
+herald_status herald_open(herald_client **out, const herald_options *opts)
+{
+    char err[ERR_MAX] = "";
+    herald_status st;
+    if (out == NULL || opts == NULL) {
+        herald_open_error_set("herald_open: out and opts must not be NULL");
+        return HERALD_E_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    /* A caller built against an older header passes a shorter struct: take
+     * what it knows and default the rest. */
+    herald_options full;
+    herald_options_init(&full);
+    if (opts->struct_size < offsetof(herald_options, app_name)) {
+        herald_open_error_set("options were not set up with herald_options_init()");
+        return HERALD_E_INVALID_ARGUMENT;
+    }
+    memcpy(&full, opts, opts->struct_size < sizeof full ? opts->struct_size : sizeof full);
+    full.struct_size = sizeof full;
+    opts = &full;
+    if ((st = herald_options_check(opts, err, sizeof err)) != HERALD_OK) {
+        herald_open_error_set(err);
+        return st;
+    }
+    herald_client *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        herald_open_error_set("out of memory");
+        return HERALD_E_NO_MEMORY;
+    }
+    c->options = *opts;
+    c->options.destinations = NULL;
+    c->options.destination_count = 0;
+    c->lock_fd = -1;
+    c->db_path = strdup(opts->db_path);
+    c->options.db_path = c->db_path;
+    c->logger = (herald_logger){opts->log, opts->log_userdata, opts->log_level};
+    c->clock = opts->clock ? opts->clock : wall_clock_ms;
+    c->clock_ctx = opts->clock ? opts->clock_ctx : NULL;
+    c->random = (herald_random){opts->random, opts->random_ctx};
+    herald_random_fill(&c->random, &c->random_state, sizeof c->random_state);
+    /* The snapshot keeps what the option strings said; the pointers are
+     * the caller's and are not kept. */
+    herald_host_info host;
+    herald_host_detect(&host);
+    c->context = herald_context_snapshot(&host, opts);
+    c->options.app_name = c->options.app_version = c->options.app_build = NULL;
+    c->options.device_type = c->options.user_agent = NULL;
+
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&c->mutex, NULL);
+    pthread_cond_init(&c->drained, &attr);
+    pthread_condattr_destroy(&attr);
+    if (c->db_path == NULL || c->context == NULL) {
+        st = HERALD_E_NO_MEMORY;
+        goto fail;
+    }
+
+    herald_queue_config qc = {
+        .path = c->db_path, .durability = opts->durability,
+        .max_events = opts->max_queue_events, .max_bytes = opts->max_queue_bytes,
+        .max_dead_letters = opts->max_dead_letters, .overflow_policy = opts->overflow_policy,
+        .logger = &c->logger,
+    };
+    /* Destinations first: a configuration error must not create the file. */
+    if ((st = destinations_create(c, opts, err, sizeof err)) != HERALD_OK)
+        goto fail;
+    if ((st = herald_queue_open(&c->queue, &qc, err, sizeof err)) != HERALD_OK)
+        goto fail;
+    if ((st = load_identity(c, err, sizeof err)) != HERALD_OK)
+        goto fail;
+    if (herald_queue_adopt(c->queue, c->destination_names, c->destination_count) != HERALD_OK) {
+        herald_error_format(err, sizeof err, "adopting queued events: %s",
+                            herald_queue_errmsg(c->queue));
+        st = HERALD_E_STORAGE;
+        goto fail;
+    }
+    if (opts->deliver && (st = herald_delivery_start(c, err, sizeof err)) != HERALD_OK)
+        goto fail;
+    herald_log(&c->logger, HERALD_LOG_INFO, "opened %s with %zu destinations", c->db_path,
+               c->destination_count);
+    *out = c;
+    return HERALD_OK;
+fail:
+    herald_open_error_set(err[0] ? err : herald_strerror(st));
+    client_free(c);
+    return st;
+}
+
+herald_status herald_open_json_ex(herald_client **out, const char *config_json,
+                                  const herald_options *base)
+{
+    if (out == NULL) {
+        herald_open_error_set("herald_open_json: out must not be NULL");
+        return HERALD_E_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    herald_options opts;
+    if (base != NULL && base->struct_size >= sizeof opts)
+        opts = *base;
+    else
+        herald_options_init(&opts);
+    herald_config_storage storage;
+    char err[ERR_MAX] = "";
+    herald_status st = herald_config_parse(config_json, &opts, &storage, err, sizeof err);
+    if (st != HERALD_OK) {
+        herald_open_error_set(err);
+        return st;
+    }
+    st = herald_open(out, &opts);
+    herald_config_free(&storage);
+    return st;
+}
+
+herald_status herald_open_json(herald_client **out, const char *config_json)
+{
+    return herald_open_json_ex(out, config_json, NULL);
+}
+
+int herald_client_has_pending(herald_client *c)
+{
+    for (size_t i = 0; i < c->destination_count; i++) {
+        int pending = 0;
+        if (herald_queue_has_pending(c->queue, c->destinations[i].name, &pending) != HERALD_OK)
+            return 1;
+        if (pending)
+            return 1;
+    }
+    return 0;
+}
+
+static struct timespec deadline_after(int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+static int before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+herald_status herald_flush(herald_client *c, int timeout_ms)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    if (!c->options.deliver)
+        return HERALD_E_DISABLED;
+    struct timespec deadline = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
+    herald_status st = HERALD_E_TIMEOUT;
+    pthread_mutex_lock(&c->mutex);
+    c->flush_waiters++;
+    herald_delivery_wake(c);
+    for (;;) {
+        if (!herald_client_has_pending(c)) {
+            st = HERALD_OK;
+            break;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (timeout_ms >= 0 && !before(&now, &deadline))
+            break;
+        /* Re-check at least twice a second: another process may drain the file. */
+        struct timespec wait = deadline_after(500);
+        if (timeout_ms >= 0 && before(&deadline, &wait))
+            wait = deadline;
+        pthread_cond_timedwait(&c->drained, &c->mutex, &wait);
+    }
+    c->flush_waiters--;
+    pthread_mutex_unlock(&c->mutex);
+    return st;
+}
+
+herald_status herald_close(herald_client *c, int timeout_ms)
+{
+    if (c == NULL)
+        return HERALD_OK;
+    herald_status st = HERALD_OK;
+    if (c->options.deliver && timeout_ms > 0) {
+        st = herald_flush(c, timeout_ms);
+    } else {
+        pthread_mutex_lock(&c->mutex);
+        st = herald_client_has_pending(c) ? HERALD_E_TIMEOUT : HERALD_OK;
+        pthread_mutex_unlock(&c->mutex);
+    }
+    herald_delivery_stop(c);
+    client_free(c);
+    return st;
+}
+
+/* ---- events ---- */
+
+/* Destinations a message goes to, from its Segment "integrations" object:
+ * {"All": false, "x": true} selects x only; {"x": false} all but x. */
+static size_t route(herald_client *c, json_t *message, const char **out)
+{
+    json_t *integrations = json_object_get(message, "integrations");
+    json_t *all = json_object_get(integrations, "All");
+    int default_on = !json_is_false(all);
+    size_t n = 0;
+    for (size_t i = 0; i < c->destination_count; i++) {
+        json_t *flag = json_object_get(integrations, c->destinations[i].name);
+        int on = flag ? !json_is_false(flag) : default_on;
+        if (on)
+            out[n++] = c->destinations[i].name;
+    }
+    return n;
+}
+
+/* What an identify or group call leaves in the client's identity, as
+ * metadata updates for the same transaction as the event. Applied to the
+ * client only once the commit succeeded. */
+typedef struct identity_change {
+    char *user_id;
+    json_t *traits;
+    char *traits_text;
+    char *group_id;
+    char session[64];
+    int64_t session_id;
+    int64_t session_last_ms;
+    uint32_t session_sequence;
+    herald_meta_update meta[4];
+    size_t meta_count;
+} identity_change;
+
+static void identity_change_free(identity_change *ch)
+{
+    free(ch->user_id);
+    json_decref(ch->traits);
+    free(ch->traits_text);
+    free(ch->group_id);
+}
+
+/* Build, route and commit one message under the mutex. Takes over `message`. */
+static herald_status commit_message(herald_client *c, json_t *message, int64_t now,
+                                    identity_change *ch, char *err, size_t errlen)
+{
+    herald_event_env env = {
+        .now_ms = now, .anonymous_id = c->anonymous_id, .user_id = c->user_id,
+        .max_event_bytes = c->options.max_event_bytes, .context = c->context,
+        .traits = c->traits, .group_id = c->group_id, .session_id = ch->session_id,
+        .session_sequence = ch->session_sequence, .new_message_id = herald_uuid_random,
+        .new_message_id_ctx = &c->random,
+    };
+    const char **destinations = calloc(c->destination_count + 1, sizeof *destinations);
+    if (destinations == NULL) {
+        json_decref(message);
+        return HERALD_E_NO_MEMORY;
+    }
+    size_t routed = route(c, message, destinations);
+    char *body = NULL;
+    size_t length = 0;
+    const char *type = NULL;
+    herald_status st = herald_event_finish(&env, message, &body, &length, &type, err, errlen);
+    if (st == HERALD_OK) {
+        uint64_t evicted = 0;
+        st = herald_queue_push(c->queue, now, type, body, length, destinations, routed,
+                               !c->consent, ch->meta, ch->meta_count, &evicted, err, errlen);
+        if (evicted)
+            herald_log(&c->logger, HERALD_LOG_WARN,
+                       "queue full: evicted %" PRIu64 " oldest events to dead letters", evicted);
+    }
+    free(body);
+    free(destinations);
+    return st;
+}
+
+/* Validate, enrich and commit one message. Takes over `message`.
+ * The whole of it runs under the mutex: the session sequence and identity
+ * must advance in the order events are committed. */
+static herald_status enqueue(herald_client *c, json_t *message)
+{
+    char err[ERR_MAX] = "";
+    identity_change ch;
+    memset(&ch, 0, sizeof ch);
+    const char *type = json_string_value(json_object_get(message, "type"));
+    int identify = type && strcmp(type, "identify") == 0;
+    int group = type && strcmp(type, "group") == 0;
+
+    pthread_mutex_lock(&c->mutex);
+    herald_status st = HERALD_OK;
+    if (c->stop) {
+        st = HERALD_E_CLOSED;
+        snprintf(err, sizeof err, "the client is closing");
+    } else if (!c->consent && c->options.consent_policy == HERALD_CONSENT_DROP) {
+        st = HERALD_E_NO_CONSENT;
+        snprintf(err, sizeof err, "consent is not granted: event dropped");
+        herald_queue_count(c->queue, "consent_dropped", 1);
+    }
+    if (st != HERALD_OK) {
+        herald_client_set_error(c, "%s", err);
+        pthread_mutex_unlock(&c->mutex);
+        json_decref(message);
+        return st;
+    }
+    int64_t now = c->clock(c->clock_ctx);
+
+    /* Session: a new one after session_timeout_ms of inactivity. Ids are the
+     * session's start time, kept increasing even if the clock steps back. */
+    int new_session = c->session_id == 0 ||
+                      now - c->session_last_ms >= (int64_t)c->options.session_timeout_ms;
+    ch.session_id = c->session_id;
+    ch.session_sequence = c->session_sequence;
+    if (new_session) {
+        ch.session_id = now > c->session_id ? now : c->session_id + 1;
+        ch.session_sequence = 0;
+    }
+    ch.session_last_ms = now;
+
+    if (new_session && c->options.session_start_events) {
+        json_t *start = json_pack("{s:s,s:s}", "type", "track", "event", "Session Started");
+        ch.session_sequence++;
+        snprintf(ch.session, sizeof ch.session, "%lld %lld %u", (long long)ch.session_id,
+                 (long long)now, ch.session_sequence);
+        ch.meta[0] = (herald_meta_update){"session", ch.session};
+        ch.meta_count = 1;
+        st = start ? commit_message(c, start, now, &ch, err, sizeof err) : HERALD_E_NO_MEMORY;
+    }
+
+    if (st == HERALD_OK) {
+        ch.session_sequence++;
+        snprintf(ch.session, sizeof ch.session, "%lld %lld %u", (long long)ch.session_id,
+                 (long long)now, ch.session_sequence);
+        ch.meta[0] = (herald_meta_update){"session", ch.session};
+        ch.meta_count = 1;
+        if (identify) {
+            const char *uid = json_string_value(json_object_get(message, "userId"));
+            json_t *given = json_object_get(message, "traits");
+            if (uid && (ch.user_id = strdup(uid)) != NULL)
+                ch.meta[ch.meta_count++] = (herald_meta_update){"user_id", ch.user_id};
+            /* Traits accumulate; a new user starts from none. */
+            int same_user = uid == NULL || (c->user_id && strcmp(uid, c->user_id) == 0);
+            ch.traits = same_user ? json_deep_copy(c->traits) : json_object();
+            if (ch.traits && json_is_object(given))
+                json_object_update(ch.traits, given);
+            if (ch.traits && (ch.traits_text = json_dumps(ch.traits, JSON_COMPACT)) != NULL)
+                ch.meta[ch.meta_count++] = (herald_meta_update){"user_traits", ch.traits_text};
+        } else if (group) {
+            const char *gid = json_string_value(json_object_get(message, "groupId"));
+            if (gid && (ch.group_id = strdup(gid)) != NULL)
+                ch.meta[ch.meta_count++] = (herald_meta_update){"group_id", ch.group_id};
+        }
+        st = commit_message(c, message, now, &ch, err, sizeof err);
+        message = NULL;
+    }
+    json_decref(message);
+
+    if (st == HERALD_OK) {
+        c->session_id = ch.session_id;
+        c->session_last_ms = ch.session_last_ms;
+        c->session_sequence = ch.session_sequence;
+        if (ch.user_id) {
+            free(c->user_id);
+            c->user_id = ch.user_id;
+            ch.user_id = NULL;
+        }
+        if (ch.traits) {
+            json_decref(c->traits);
+            c->traits = ch.traits;
+            ch.traits = NULL;
+        }
+        if (ch.group_id) {
+            free(c->group_id);
+            c->group_id = ch.group_id;
+            ch.group_id = NULL;
+        }
+        if (++c->unsignaled >= c->wake_threshold) {
+            c->unsignaled = 0;
+            herald_delivery_wake(c);
+        }
+    } else {
+        herald_client_set_error(c, "%s", err[0] ? err : herald_strerror(st));
+        herald_queue_count(c->queue, "rejected", 1);
+    }
+    pthread_mutex_unlock(&c->mutex);
+    identity_change_free(&ch);
+    return st;
+}
+
+/* Record a refused call whose arguments never became a message. */
+static herald_status refuse(herald_client *c, herald_status st, const char *fmt, const char *what)
+{
+    pthread_mutex_lock(&c->mutex);
+    herald_client_set_error(c, fmt, what);
+    herald_queue_count(c->queue, "rejected", 1);
+    pthread_mutex_unlock(&c->mutex);
+    return st;
+}
+
+/* A C string as a JSON string, refusing invalid UTF-8. */
+static json_t *string_value(const char *s)
+{
+    return s ? json_string(s) : NULL;
+}
+
+/* The typed calls: a named string field and an optional JSON object. */
+static herald_status typed_call(herald_client *c, const char *type, const char *name_key,
+                                const char *name, int name_required, const char *object_key,
+                                const char *object_json)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    if (name_required && (name == NULL || name[0] == '\0'))
+        return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s must be a non-empty string", name_key);
+    json_t *name_value = NULL;
+    if (name != NULL && (name_value = string_value(name)) == NULL)
+        return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s is not valid UTF-8", name_key);
+    json_t *object = NULL;
+    char err[ERR_MAX] = "";
+    herald_status st = herald_event_parse_object(object_json, object_key, &object, err, sizeof err);
+    if (st != HERALD_OK) {
+        json_decref(name_value);
+        return refuse(c, st, "%s", err);
+    }
+    json_t *message = json_object();
+    if (message == NULL) {
+        json_decref(name_value);
+        json_decref(object);
+        return HERALD_E_NO_MEMORY;
+    }
+    json_object_set_new(message, "type", json_string(type));
+    if (name_value)
+        json_object_set_new(message, name_key, name_value);
+    if (object_key)
+        json_object_set_new(message, object_key, object);
+    else
+        json_decref(object);
+    return enqueue(c, message);
+}
+
+herald_status herald_track(herald_client *c, const char *event, const char *properties_json)
+{
+    return typed_call(c, "track", "event", event, 1, "properties", properties_json);
+}
+
+herald_status herald_page(herald_client *c, const char *name, const char *properties_json)
+{
+    return typed_call(c, "page", "name", name, 0, "properties", properties_json);
+}
+
+herald_status herald_screen(herald_client *c, const char *name, const char *properties_json)
+{
+    return typed_call(c, "screen", "name", name, 0, "properties", properties_json);
+}
+
+herald_status herald_identify(herald_client *c, const char *user_id, const char *traits_json)
+{
+    return typed_call(c, "identify", "userId", user_id, 1, "traits", traits_json);
+}
+
+herald_status herald_group(herald_client *c, const char *group_id, const char *traits_json)
+{
+    return typed_call(c, "group", "groupId", group_id, 1, "traits", traits_json);
+}
+
+herald_status herald_alias(herald_client *c, const char *previous_id, const char *user_id)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    if (user_id == NULL || user_id[0] == '\0')
+        return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s must be a non-empty string", "userId");
+    json_t *user = string_value(user_id);
+    if (user == NULL)
+        return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s is not valid UTF-8", "userId");
+    json_t *message = json_object();
+    json_object_set_new(message, "type", json_string("alias"));
+    json_object_set_new(message, "userId", user);
+    if (previous_id == NULL || previous_id[0] == '\0') {
+        json_decref(message);
+        return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s must be a non-empty string", "previousId");
+    }
+    json_t *previous = string_value(previous_id);
+    if (previous == NULL) {
+        json_decref(message);
+        return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s is not valid UTF-8", "previousId");
+    }
+    json_object_set_new(message, "previousId", previous);
+    return enqueue(c, message);
+}
+
+/* Forget the identity (caller holds the mutex): new anonymous id, no user,
+ * traits, group or session. `meta` receives the updates that persist it. */
+static void identity_clear(herald_client *c, char fresh[64], herald_meta_update meta[5])
+{
+    herald_uuid_random(fresh, &c->random);
+    meta[0] = (herald_meta_update){"anonymous_id", fresh};
+    meta[1] = (herald_meta_update){"user_id", NULL};
+    meta[2] = (herald_meta_update){"user_traits", NULL};
+    meta[3] = (herald_meta_update){"group_id", NULL};
+    meta[4] = (herald_meta_update){"session", NULL};
+}
+
+static void identity_apply_cleared(herald_client *c, const char fresh[64])
+{
+    memcpy(c->anonymous_id, fresh, sizeof c->anonymous_id);
+    free(c->user_id);
+    c->user_id = NULL;
+    json_object_clear(c->traits);
+    free(c->group_id);
+    c->group_id = NULL;
+    c->session_id = 0;
+    c->session_sequence = 0;
+}
+
+herald_status herald_reset(herald_client *c)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    char fresh[64];
+    herald_meta_update meta[5];
+    pthread_mutex_lock(&c->mutex);
+    identity_clear(c, fresh, meta);
+    uint64_t erased = 0;
+    /* No ids to match: only the metadata changes, in one transaction. */
+    herald_status st = herald_queue_erase_ids(c->queue, NULL, NULL, meta, 5, &erased);
+    if (st == HERALD_OK)
+        identity_apply_cleared(c, fresh);
+    else
+        herald_client_set_error(c, "reset: %s", herald_queue_errmsg(c->queue));
+    pthread_mutex_unlock(&c->mutex);
+    return st;
+}
+
+herald_status herald_erase_user(herald_client *c, uint64_t *erased)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    char fresh[64];
+    herald_meta_update meta[5];
+    uint64_t n = 0;
+    pthread_mutex_lock(&c->mutex);
+    identity_clear(c, fresh, meta);
+    herald_status st = herald_queue_erase_ids(c->queue, c->anonymous_id, c->user_id, meta, 5, &n);
+    if (st == HERALD_OK)
+        identity_apply_cleared(c, fresh);
+    else
+        herald_client_set_error(c, "erase: %s", herald_queue_errmsg(c->queue));
+    pthread_mutex_unlock(&c->mutex);
+    if (erased)
+        *erased = n;
+    return st;
+}
+
+herald_status herald_set_consent(herald_client *c, int granted)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    uint64_t released = 0;
+    pthread_mutex_lock(&c->mutex);
+    herald_status st = herald_queue_meta_set(c->queue, "consent", granted ? "granted" : "denied");
+    if (st == HERALD_OK && granted)
+        st = herald_queue_release_held(c->queue, &released);
+    if (st == HERALD_OK)
+        c->consent = granted != 0;
+    else
+        herald_client_set_error(c, "consent: %s", herald_queue_errmsg(c->queue));
+    pthread_mutex_unlock(&c->mutex);
+    if (released)
+        herald_delivery_wake(c);
+    return st;
+}
+
+herald_status herald_get_consent(herald_client *c, int *granted)
+{
+    if (c == NULL || granted == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    pthread_mutex_lock(&c->mutex);
+    *granted = c->consent;
+    pthread_mutex_unlock(&c->mutex);
+    return HERALD_OK;
+}
+
+herald_status herald_send(herald_client *c, const char *message_json)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    json_t *message = NULL;
+    char err[ERR_MAX] = "";
+    herald_status st = herald_event_parse_object(message_json, "message", &message, err, sizeof err);
+    if (st == HERALD_OK && message_json == NULL) {
+        json_decref(message);
+        return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s must not be NULL", "message");
+    }
+    if (st != HERALD_OK)
+        return refuse(c, st, "%s", err);
+    return enqueue(c, message);
+}
+
+/* ---- stats and dead letters ---- */
+
+herald_status herald_stats_get(herald_client *c, herald_stats *out)
+{
+    if (c == NULL || out == NULL || out->struct_size == 0)
+        return HERALD_E_INVALID_ARGUMENT;
+    pthread_mutex_lock(&c->mutex);
+    herald_status st = herald_queue_stats(c->queue, out);
+    pthread_mutex_unlock(&c->mutex);
+    return st;
+}
+
+herald_status herald_stats_json(herald_client *c, char **out)
+{
+    if (c == NULL || out == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    *out = NULL;
+    herald_stats s = {.struct_size = sizeof s};
+    pthread_mutex_lock(&c->mutex);
+    herald_status st = herald_queue_stats(c->queue, &s);
+    json_t *root = NULL;
+    if (st == HERALD_OK) {
+        root = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,"
+                         "s:s,s:s,s:[]}",
+                         "queued", (json_int_t)s.queued, "queued_bytes", (json_int_t)s.queued_bytes,
+                         "pending", (json_int_t)s.pending, "accepted", (json_int_t)s.accepted,
+                         "rejected", (json_int_t)s.rejected, "sent", (json_int_t)s.sent,
+                         "retried", (json_int_t)s.retried, "dead", (json_int_t)s.dead,
+                         "evicted", (json_int_t)s.evicted, "dead_letters",
+                         (json_int_t)s.dead_letters, "requests", (json_int_t)s.requests,
+                         "bytes_raw", (json_int_t)s.bytes_raw, "bytes_sent",
+                         (json_int_t)s.bytes_sent, "held", (json_int_t)s.held, "consent_dropped",
+                         (json_int_t)s.consent_dropped, "consent", c->consent, "last_error",
+                         c->last_error, "db_path",
+                         c->db_path, "destinations");
+        json_t *list = json_object_get(root, "destinations");
+        for (size_t i = 0; root && i < c->destination_count; i++) {
+            herald_destination_state *d = &c->destinations[i];
+            uint64_t pending = 0;
+            herald_queue_pending_count(c->queue, d->name, &pending);
+            json_array_append_new(
+                list, json_pack("{s:s,s:s,s:I,s:I,s:I}", "name", d->name, "backend",
+                                d->backend_name, "pending", (json_int_t)pending,
+                                "paused_until_ms", (json_int_t)d->paused_until_ms,
+                                "consecutive_failures", (json_int_t)d->consecutive_failures));
+        }
+    }
+    pthread_mutex_unlock(&c->mutex);
+    if (st != HERALD_OK)
+        return st;
+    if (root == NULL)
+        return HERALD_E_NO_MEMORY;
+    *out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return *out ? HERALD_OK : HERALD_E_NO_MEMORY;
+}
+
+herald_status herald_dead_letters_json(herald_client *c, uint64_t limit, char **out)
+{
+    if (c == NULL || out == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    pthread_mutex_lock(&c->mutex);
+    herald_status st = herald_queue_dead_letters_json(c->queue, limit, out);
+    pthread_mutex_unlock(&c->mutex);
+    return st;
+}
+
+herald_status herald_dead_letters_replay(herald_client *c, const char *destination,
+                                         uint64_t *replayed)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    uint64_t n = 0;
+    pthread_mutex_lock(&c->mutex);
+    herald_status st = herald_queue_replay(c->queue, destination, c->destination_names,
+                                           c->destination_count, c->clock(c->clock_ctx), &n);
+    if (st != HERALD_OK)
+        herald_client_set_error(c, "replaying dead letters: %s", herald_queue_errmsg(c->queue));
+    pthread_mutex_unlock(&c->mutex);
+    if (replayed)
+        *replayed = n;
+    if (n)
+        herald_delivery_wake(c);
+    return st;
+}
+
+void herald_free(void *p)
+{
+    free(p);
+}

@@ -1,0 +1,692 @@
+/*
+ * The delivery thread: one per client. It cuts due outbox rows into batches
+ * per destination, has the backend encode each batch into a request, gzips
+ * it when that pays, sends it with libcurl (multi interface: every
+ * destination's requests run concurrently, so one slow or failing destination
+ * never holds back another) and records the verdict in the queue.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "batch.h"
+#include "client.h"
+#include "compress.h"
+
+#define RESPONSE_BODY_MAX (64 * 1024)
+#define RESPONSE_HEADERS_MAX (16 * 1024)
+#define RETRY_AFTER_MAX_MS (3600 * 1000)
+#define IDLE_WAKE_MS 1000
+
+typedef struct transfer {
+    herald_destination_state *dest;
+    CURL *easy;
+    struct curl_slist *header_list;
+    herald_backend_request request;
+    unsigned char *compressed;
+    size_t raw_length;
+    size_t sent_length;
+    herald_queue_row *rows;
+    size_t count;
+    const char **events;
+    size_t *lengths;
+    int64_t *ids;
+    uint32_t attempt;
+    char *response;
+    size_t response_length;
+    char *response_headers;      /* "name: value\n" lines, names lowercased */
+    size_t response_headers_length;
+    char error[CURL_ERROR_SIZE];
+    struct transfer *next;
+} transfer;
+
+static int64_t now_ms(herald_client *c)
+{
+    return c->clock(c->clock_ctx);
+}
+
+/* ---- in-flight bookkeeping (under the mutex) ---- */
+
+static int inflight_add(herald_destination_state *d, const int64_t *ids, size_t n)
+{
+    if (d->inflight_count + n > d->inflight_capacity) {
+        size_t cap = (d->inflight_count + n) * 2;
+        int64_t *grown = realloc(d->inflight_ids, cap * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        d->inflight_ids = grown;
+        d->inflight_capacity = cap;
+    }
+    memcpy(d->inflight_ids + d->inflight_count, ids, n * sizeof *ids);
+    d->inflight_count += n;
+    d->inflight_requests++;
+    return 0;
+}
+
+static void inflight_remove(herald_destination_state *d, const int64_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < d->inflight_count; j++) {
+            if (d->inflight_ids[j] == ids[i]) {
+                d->inflight_ids[j] = d->inflight_ids[--d->inflight_count];
+                break;
+            }
+        }
+    }
+    d->inflight_requests--;
+}
+
+static int is_inflight(const herald_destination_state *d, int64_t id)
+{
+    for (size_t j = 0; j < d->inflight_count; j++)
+        if (d->inflight_ids[j] == id)
+            return 1;
+    return 0;
+}
+
+/* ---- curl callbacks ---- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    transfer *t = userdata;
+    size_t n = size * nmemb;
+    size_t room = RESPONSE_BODY_MAX - t->response_length;
+    size_t keep = n < room ? n : room; /* read bounded: the rest is discarded */
+    if (keep > 0) {
+        char *grown = realloc(t->response, t->response_length + keep + 1);
+        if (grown == NULL)
+            return 0;
+        memcpy(grown + t->response_length, data, keep);
+        t->response_length += keep;
+        grown[t->response_length] = '\0';
+        t->response = grown;
+    }
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    transfer *t = userdata;
+    size_t n = size * nmemb;
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+        t->response_headers_length = 0; /* a new response (after 100-continue) */
+    char *colon = memchr(data, ':', n);
+    if (colon == NULL || t->response_headers_length + n + 1 > RESPONSE_HEADERS_MAX)
+        return n;
+    char *grown = realloc(t->response_headers, t->response_headers_length + n + 2);
+    if (grown == NULL)
+        return n;
+    t->response_headers = grown;
+    char *out = grown + t->response_headers_length;
+    size_t name_len = (size_t)(colon - data);
+    for (size_t i = 0; i < name_len; i++)
+        out[i] = (char)((data[i] >= 'A' && data[i] <= 'Z') ? data[i] + 32 : data[i]);
+    out[name_len] = ':';
+    const char *value = colon + 1;
+    const char *end = data + n;
+    while (value < end && (*value == ' ' || *value == '\t'))
+        value++;
+    while (end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t value_len = (size_t)(end - value);
+    memcpy(out + name_len + 1, value, value_len);
+    out[name_len + 1 + value_len] = '\n';
+    t->response_headers_length += name_len + value_len + 2;
+    grown[t->response_headers_length] = '\0';
+    return n;
+}
+
+/* herald_backend_response.header: look a header up by name. The returned
+ * value lives in a per-response scratch buffer. */
+typedef struct header_lookup {
+    const transfer *t;
+    char value[1024];
+} header_lookup;
+
+static const char *response_header(const herald_backend_response *response, const char *name)
+{
+    header_lookup *lookup = response->header_context;
+    const transfer *t = lookup->t;
+    if (t->response_headers == NULL)
+        return NULL;
+    size_t name_len = strlen(name);
+    const char *line = t->response_headers;
+    while (*line) {
+        const char *eol = strchr(line, '\n');
+        if (eol == NULL)
+            break;
+        if ((size_t)(eol - line) > name_len && line[name_len] == ':' &&
+            strncasecmp(line, name, name_len) == 0) {
+            size_t n = (size_t)(eol - line) - name_len - 1;
+            if (n >= sizeof lookup->value)
+                n = sizeof lookup->value - 1;
+            memcpy(lookup->value, line + name_len + 1, n);
+            lookup->value[n] = '\0';
+            return lookup->value;
+        }
+        line = eol + 1;
+    }
+    return NULL;
+}
+
+/* ---- building and sending a request ---- */
+
+static void transfer_free(transfer *t)
+{
+    if (t == NULL)
+        return;
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->header_list);
+    free(t->request.body);
+    free(t->request.headers);
+    free(t->compressed);
+    herald_queue_rows_free(t->rows, t->count);
+    free(t->events);
+    free(t->lengths);
+    free(t->ids);
+    free(t->response);
+    free(t->response_headers);
+    free(t);
+}
+
+static struct curl_slist *header_list(const transfer *t, int gzipped)
+{
+    struct curl_slist *list = NULL, *next;
+    /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
+    if ((next = curl_slist_append(list, "Expect:")) == NULL)
+        return NULL;
+    list = next;
+    if (gzipped) {
+        if ((next = curl_slist_append(list, "Content-Encoding: gzip")) == NULL)
+            goto fail;
+        list = next;
+    }
+    if (t->request.headers) {
+        char *copy = strdup(t->request.headers);
+        if (copy == NULL)
+            goto fail;
+        char *save = NULL;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            if ((next = curl_slist_append(list, line)) == NULL) {
+                free(copy);
+                goto fail;
+            }
+            list = next;
+        }
+        free(copy);
+    }
+    return list;
+fail:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+/* Encode, compress and hand one batch to curl. Runs without the mutex. On
+ * failure returns -1 with a reason; the caller dead-letters or retries. */
+static int transfer_prepare(herald_client *c, transfer *t, int64_t now, char *err, size_t errlen)
+{
+    herald_destination_state *d = t->dest;
+    herald_backend_batch batch = {
+        .count = t->count, .events = t->events, .event_lengths = t->lengths,
+        .now_ms = now, .attempt = t->attempt,
+    };
+    if (d->backend->encode(d->backend_state, &batch, &t->request, err, errlen) != 0)
+        return -1;
+    t->raw_length = t->request.body_length;
+    const void *body = t->request.body;
+    size_t body_length = t->request.body_length;
+    int gzipped = 0;
+    if (d->limits.accepts_gzip && body_length >= d->settings.gzip_min_bytes) {
+        size_t out_len = 0;
+        if (herald_gzip(body, body_length, d->settings.gzip_level, &t->compressed, &out_len) == 0 &&
+            out_len < body_length) {
+            body = t->compressed;
+            body_length = out_len;
+            gzipped = 1;
+        }
+    }
+    t->sent_length = body_length;
+    t->header_list = header_list(t, gzipped);
+    t->easy = curl_easy_init();
+    if (t->header_list == NULL || t->easy == NULL) {
+        snprintf(err, errlen, "out of memory preparing a request");
+        return -1;
+    }
+    CURL *e = t->easy;
+    const herald_delivery_settings *s = &d->settings;
+    curl_easy_setopt(e, CURLOPT_URL, t->request.url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_length);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "herald-c/" HERALD_VERSION_STRING " (Linux)");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)s->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)s->request_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->insecure_skip_tls_verify ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->insecure_skip_tls_verify ? 0L : 2L);
+    if (s->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
+    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+        snprintf(err, errlen, "curl refused the request");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- verdicts ---- */
+
+static void settle(herald_client *c, transfer *t, const herald_backend_response *response,
+                   const herald_verdict *verdict)
+{
+    herald_destination_state *d = t->dest;
+    int64_t now = now_ms(c);
+    herald_settlement s = {
+        .event_ids = t->ids, .count = t->count, .now_ms = now,
+        .http_status = response->status, .reason = verdict->reason,
+        .response = response->body_length ? response->body : NULL,
+        .requests = response->status > 0, .bytes_raw = t->raw_length,
+        .bytes_sent = response->status > 0 ? t->sent_length : 0,
+    };
+    char excerpt[513];
+    if (s.response) {
+        size_t n = response->body_length < 512 ? response->body_length : 512;
+        memcpy(excerpt, response->body, n);
+        excerpt[n] = '\0';
+        s.response = excerpt;
+    }
+    herald_verdict_kind kind = verdict->kind;
+    /* A batch refused as a whole for its content may hold one bad event:
+     * bisect it, so that the bad one is dead-lettered alone. */
+    if (kind == HERALD_VERDICT_REJECT && t->count > 1 &&
+        (response->status == 400 || response->status == 422))
+        kind = HERALD_VERDICT_SPLIT;
+    switch (kind) {
+    case HERALD_VERDICT_OK:
+        s.kind = HERALD_SETTLE_ACK;
+        d->consecutive_failures = 0;
+        if (d->split_limit && (d->split_limit *= 2) >= d->settings.batch_max_events)
+            d->split_limit = 0;
+        break;
+    case HERALD_VERDICT_SPLIT:
+        if (t->count > 1) {
+            /* Retry at once in halves: no attempt used, no backoff. */
+            d->split_limit = (uint32_t)(t->count / 2);
+            s.kind = HERALD_SETTLE_RETRY;
+            s.count = 0;
+            herald_log(&c->logger, HERALD_LOG_INFO, "%s: %s; splitting batches to %u events",
+                       d->name, verdict->reason, d->split_limit);
+            /* Not a failure of the destination: no backoff, no attempt. */
+            s.retried = 0;
+        } else {
+            s.kind = HERALD_SETTLE_DEAD;
+        }
+        break;
+    case HERALD_VERDICT_REJECT:
+        s.kind = HERALD_SETTLE_DEAD;
+        break;
+    case HERALD_VERDICT_RETRY: {
+        s.kind = HERALD_SETTLE_RETRY;
+        int64_t delay = 0;
+        const char *retry_after =
+            response->status > 0 ? response->header(response, "Retry-After") : NULL;
+        if (retry_after && herald_retry_after_parse(retry_after, now, &delay)) {
+            /* The server said when: wait that long, and the attempt is free. */
+            if (delay > RETRY_AFTER_MAX_MS)
+                delay = RETRY_AFTER_MAX_MS;
+        } else {
+            d->consecutive_failures++;
+            delay = herald_backoff_delay_ms(d->settings.retry_base_ms, d->settings.retry_max_delay_ms,
+                                            d->consecutive_failures,
+                                            herald_random_next(&c->random_state));
+            /* A response means the server saw this batch: that costs an
+             * attempt. No response (offline, refused, timed out) does not:
+             * a night offline must not exhaust anything but max age. */
+            s.count_attempt = response->status > 0;
+        }
+        d->paused_until_ms = now + delay;
+        s.next_at_ms = d->paused_until_ms;
+        s.max_attempts = d->settings.retry_max_attempts;
+        s.expire_before_ms = now - (int64_t)d->settings.retry_max_age_s * 1000;
+        s.retried = 1;
+        herald_log(&c->logger, HERALD_LOG_WARN, "%s: %s; retrying %zu events in %" PRId64 " ms",
+                   d->name, verdict->reason, t->count, delay);
+        break;
+    }
+    }
+    uint64_t sent = 0, dead = 0;
+    if (herald_queue_settle(c->queue, d->name, &s, &sent, &dead) != HERALD_OK)
+        herald_client_set_error(c, "%s: cannot record a delivery outcome: %s", d->name,
+                                herald_queue_errmsg(c->queue));
+    if (verdict->kind != HERALD_VERDICT_OK)
+        herald_client_set_error(c, "%s: %s", d->name, verdict->reason);
+    if (dead)
+        herald_log(&c->logger, HERALD_LOG_WARN, "%s: %" PRIu64 " events dead-lettered: %s",
+                   d->name, dead, verdict->reason);
+    if (verdict->dropped)
+        herald_log(&c->logger, HERALD_LOG_INFO, "%s: server dropped %u events", d->name,
+                   verdict->dropped);
+}
+
+/* A batch that cannot even be encoded never will be: dead-letter it. */
+static void settle_unsendable(herald_client *c, transfer *t, const char *why)
+{
+    herald_verdict verdict = {.kind = HERALD_VERDICT_REJECT};
+    snprintf(verdict.reason, sizeof verdict.reason, "%s", why);
+    herald_backend_response response = {.status = 0};
+    settle(c, t, &response, &verdict);
+}
+
+static int reap(herald_client *c)
+{
+    CURLMsg *msg;
+    int left, reaped = 0;
+    while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        transfer *t = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        CURLcode result = msg->data.result;
+        curl_multi_remove_handle(c->multi, t->easy);
+        for (transfer **p = &c->transfers; *p; p = &(*p)->next) {
+            if (*p == t) {
+                *p = t->next;
+                break;
+            }
+        }
+        header_lookup lookup = {.t = t};
+        herald_backend_response response = {
+            .body = t->response ? t->response : "", .body_length = t->response_length,
+            .header = response_header, .header_context = &lookup,
+        };
+        if (result == CURLE_OK) {
+            curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &response.status);
+        } else {
+            response.transport_error = t->error[0] ? t->error : curl_easy_strerror(result);
+            response.body = "";
+            response.body_length = 0;
+        }
+        herald_backend_batch batch = {
+            .count = t->count, .events = t->events, .event_lengths = t->lengths,
+            .now_ms = now_ms(c), .attempt = t->attempt,
+        };
+        herald_verdict verdict = {.kind = HERALD_VERDICT_REJECT};
+        t->dest->backend->classify(t->dest->backend_state, &response, &batch, &verdict);
+        pthread_mutex_lock(&c->mutex);
+        settle(c, t, &response, &verdict);
+        inflight_remove(t->dest, t->ids, t->count);
+        pthread_cond_broadcast(&c->drained);
+        pthread_mutex_unlock(&c->mutex);
+        transfer_free(t);
+        reaped++;
+    }
+    return reaped;
+}
+
+/* ---- scheduling (under the mutex) ---- */
+
+static uint32_t events_per_request(const herald_destination_state *d)
+{
+    uint32_t n = d->settings.batch_max_events;
+    if (d->limits.max_events_per_request && d->limits.max_events_per_request < n)
+        n = d->limits.max_events_per_request;
+    if (d->split_limit && d->split_limit < n)
+        n = d->split_limit;
+    return n ? n : 1;
+}
+
+static size_t bytes_per_request(const herald_destination_state *d)
+{
+    size_t n = d->settings.batch_max_bytes;
+    if (d->limits.max_request_bytes && d->limits.max_request_bytes < n)
+        n = d->limits.max_request_bytes;
+    return n;
+}
+
+/* Pick the next batch of `d` if one is due. Returns a transfer holding the
+ * rows (ids marked in flight), or NULL with *wake lowered to when to look again. */
+static transfer *next_batch(herald_client *c, herald_destination_state *d, int64_t now,
+                            int64_t *wake)
+{
+    if (d->paused_until_ms > now) {
+        if (d->paused_until_ms < *wake)
+            *wake = d->paused_until_ms;
+        return NULL;
+    }
+    uint32_t max_requests = d->limits.max_events_per_request == 1 ? d->settings.max_concurrency : 1;
+    if (d->inflight_requests >= max_requests)
+        return NULL;
+    uint32_t per_request = events_per_request(d);
+    herald_queue_row *rows = NULL;
+    size_t count = 0;
+    if (herald_queue_fetch(c->queue, d->name, now, per_request + d->inflight_count, &rows,
+                           &count) != HERALD_OK) {
+        herald_client_set_error(c, "%s: reading the queue: %s", d->name,
+                                herald_queue_errmsg(c->queue));
+        return NULL;
+    }
+    /* Keep only rows not already in a request. */
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (is_inflight(d, rows[i].event_id)) {
+            free(rows[i].body);
+            continue;
+        }
+        rows[kept++] = rows[i];
+    }
+    count = kept;
+    if (count == 0) {
+        free(rows);
+        int64_t next = -1;
+        if (herald_queue_next_due(c->queue, d->name, now, &next) == HERALD_OK && next > 0 &&
+            next < *wake)
+            *wake = next;
+        return NULL;
+    }
+    herald_batch_rules rules = {
+        .max_events = per_request, .max_bytes = bytes_per_request(d),
+        .flush_interval_ms = d->settings.flush_interval_ms,
+        .flushing = c->flush_waiters > 0 || c->stop,
+    };
+    herald_batch_cut cut = herald_batch_plan(rows, count, &rules, now);
+    if (!cut.send_now) {
+        if (cut.ready_at_ms < *wake)
+            *wake = cut.ready_at_ms;
+        herald_queue_rows_free(rows, count);
+        return NULL;
+    }
+    size_t take = cut.take;
+    for (size_t i = take; i < count; i++)
+        free(rows[i].body);
+
+    transfer *t = calloc(1, sizeof *t);
+    if (t == NULL || (t->events = calloc(take, sizeof *t->events)) == NULL ||
+        (t->lengths = calloc(take, sizeof *t->lengths)) == NULL ||
+        (t->ids = calloc(take, sizeof *t->ids)) == NULL) {
+        herald_queue_rows_free(rows, take);
+        if (t) {
+            free(t->events);
+            free(t->lengths);
+            free(t);
+        }
+        return NULL;
+    }
+    t->dest = d;
+    t->rows = rows;
+    t->count = take;
+    for (size_t i = 0; i < take; i++) {
+        t->events[i] = rows[i].body;
+        t->lengths[i] = rows[i].length;
+        t->ids[i] = rows[i].event_id;
+        if (rows[i].attempts + 1 > t->attempt)
+            t->attempt = rows[i].attempts + 1;
+    }
+    if (inflight_add(d, t->ids, take) != 0) {
+        transfer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- the thread ---- */
+
+static void try_delivery_lock(herald_client *c)
+{
+    if (c->have_delivery_lock)
+        return;
+    if (c->lock_fd < 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s.lock", c->db_path);
+        c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (c->lock_fd < 0)
+            return;
+    }
+    if (flock(c->lock_fd, LOCK_EX | LOCK_NB) == 0)
+        c->have_delivery_lock = 1;
+}
+
+static void *delivery_main(void *arg)
+{
+    herald_client *c = arg;
+    pthread_mutex_lock(&c->mutex);
+    while (!c->stop) {
+        int64_t now = now_ms(c);
+        int64_t wake = now + IDLE_WAKE_MS;
+        c->unsignaled = 0;
+        try_delivery_lock(c);
+        transfer *ready = NULL;
+        if (c->have_delivery_lock) {
+            for (size_t i = 0; i < c->destination_count; i++) {
+                transfer *t;
+                while ((t = next_batch(c, &c->destinations[i], now, &wake)) != NULL) {
+                    t->next = ready;
+                    ready = t;
+                }
+            }
+        }
+        if (c->flush_waiters)
+            pthread_cond_broadcast(&c->drained);
+        pthread_mutex_unlock(&c->mutex);
+
+        /* Encode, compress and start requests without holding the mutex. */
+        while (ready) {
+            transfer *t = ready;
+            ready = t->next;
+            char err[256] = "";
+            if (transfer_prepare(c, t, now, err, sizeof err) == 0) {
+                t->next = c->transfers;
+                c->transfers = t;
+                continue;
+            }
+            pthread_mutex_lock(&c->mutex);
+            settle_unsendable(c, t, err);
+            inflight_remove(t->dest, t->ids, t->count);
+            pthread_cond_broadcast(&c->drained);
+            pthread_mutex_unlock(&c->mutex);
+            transfer_free(t);
+        }
+
+        int running = 0;
+        curl_multi_perform(c->multi, &running);
+        /* A request that finished frees its destination for the next
+         * batch: schedule again at once instead of sleeping. */
+        if (reap(c) == 0) {
+            int64_t timeout = wake - now_ms(c);
+            if (timeout < 0)
+                timeout = 0;
+            if (timeout > IDLE_WAKE_MS)
+                timeout = IDLE_WAKE_MS;
+            curl_multi_poll(c->multi, NULL, 0, (int)timeout, NULL);
+            curl_multi_perform(c->multi, &running);
+            reap(c);
+        }
+        pthread_mutex_lock(&c->mutex);
+    }
+    pthread_mutex_unlock(&c->mutex);
+
+    /* Abandon what is in flight: those events stay queued for the next run. */
+    while (c->transfers) {
+        transfer *t = c->transfers;
+        c->transfers = t->next;
+        curl_multi_remove_handle(c->multi, t->easy);
+        pthread_mutex_lock(&c->mutex);
+        inflight_remove(t->dest, t->ids, t->count);
+        pthread_mutex_unlock(&c->mutex);
+        transfer_free(t);
+    }
+    return NULL;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init(void)
+{
+    curl_init_result = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+herald_status herald_delivery_start(herald_client *c, char *err, size_t errlen)
+{
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_result != CURLE_OK) {
+        snprintf(err, errlen, "libcurl failed to initialise: %s",
+                 curl_easy_strerror(curl_init_result));
+        return HERALD_E_BACKEND;
+    }
+    c->multi = curl_multi_init();
+    if (c->multi == NULL) {
+        snprintf(err, errlen, "libcurl: cannot create a multi handle");
+        return HERALD_E_NO_MEMORY;
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+    int rc = pthread_create(&c->thread, NULL, delivery_main, c);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the delivery thread: %s", strerror(rc));
+        curl_multi_cleanup(c->multi);
+        c->multi = NULL;
+        return HERALD_E_NO_MEMORY;
+    }
+    c->thread_started = 1;
+    return HERALD_OK;
+}
+
+void herald_delivery_wake(herald_client *c)
+{
+    if (c->multi)
+        curl_multi_wakeup(c->multi);
+}
+
+void herald_delivery_stop(herald_client *c)
+{
+    if (!c->thread_started)
+        return;
+    pthread_mutex_lock(&c->mutex);
+    c->stop = 1;
+    pthread_mutex_unlock(&c->mutex);
+    herald_delivery_wake(c);
+    pthread_join(c->thread, NULL);
+    c->thread_started = 0;
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    if (c->lock_fd >= 0) {
+        close(c->lock_fd);
+        c->lock_fd = -1;
+        c->have_delivery_lock = 0;
+    }
+}

@@ -1,0 +1,55 @@
+/* Event building: validate a call, complete it into a Segment-shaped message
+ * and serialize it. Pure: the clock, ids and identity come in through env. */
+#ifndef HERALD_EVENT_H
+#define HERALD_EVENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herald/herald.h"
+#include "random.h"
+
+typedef struct herald_event_env {
+    int64_t now_ms;               /* wall clock, unix ms */
+    const char *anonymous_id;     /* persisted anonymous id; required */
+    const char *user_id;          /* identified user, or NULL */
+    uint32_t max_event_bytes;
+    const json_t *context;        /* static context snapshot, or NULL (library only) */
+    const json_t *traits;         /* the user's stored traits -> context.traits, or NULL */
+    const char *group_id;         /* -> context.groupId, or NULL */
+    int64_t session_id;           /* -> context.session {id, sequence}; 0: none */
+    uint32_t session_sequence;
+    /* Writes a new lowercase UUID (36 chars + NUL) into out. */
+    void (*new_message_id)(char out[37], void *ctx);
+    void *new_message_id_ctx;
+} herald_event_env;
+
+/* Complete and validate `message` (a JSON object this function takes over
+ * and releases) and serialize it. On success *out_json is malloc'ed, owned by
+ * the caller, *out_len its length, and *out_type points to a static type
+ * name. On failure returns a HERALD_E_* code with a message in err. */
+herald_status herald_event_finish(const herald_event_env *env, json_t *message, char **out_json,
+                                  size_t *out_len, const char **out_type, char *err,
+                                  size_t errlen);
+
+/* Parse `json` (may be NULL: an empty object) as a JSON object. On success
+ * *out is a new reference. `what` names the argument in error messages. */
+herald_status herald_event_parse_object(const char *json, const char *what, json_t **out,
+                                        char *err, size_t errlen);
+
+/* Format unix ms as RFC 3339 UTC with milliseconds ("2026-11-24T05:49:52.123Z").
+ * buf must hold 25 bytes. */
+void herald_format_timestamp(int64_t unix_ms, char buf[25]);
+
+/* 1 if s is an RFC 3339 date-time (seconds required, fraction and offset as
+ * the RFC allows). */
+int herald_timestamp_valid(const char *s);
+
+/* 1 if the NUL-terminated string is well-formed UTF-8. */
+int herald_utf8_valid(const char *s);
+
+/* A v4 UUID from a herald_random (ctx); matches herald_event_env.new_message_id. */
+void herald_uuid_random(char out[37], void *ctx);
+
+#endif
