@@ -6,8 +6,14 @@ set -euo pipefail
 packages=(
   gcc clang meson ninja-build pkg-config
   libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libjansson-dev
-  libcmocka-dev python3 python3-pytest valgrind libclang-rt-14-dev sqlite3
+  libcmocka-dev python3 python3-pytest python3-venv python3-setuptools python3-wheel
+  valgrind libclang-rt-14-dev sqlite3
 )
+# Node.js >= 20 with npm for the Node binding: the machine's own when it has
+# one (Debian 12's nodejs is 18, which lacks node --test's JUnit reporter).
+if ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -127,7 +127,10 @@ int herald_http_date_parse(const char *value, int64_t *unix_seconds)
     }
     while (*p == ' ' || *p == '\t')
         p++;
-    if (*p != '\0' || day < 1 || day > 31 || h > 23 || mi > 59 || s > 60)
+    static const int days_in_month[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    int month_days = month == 2 && !leap ? 28 : days_in_month[month - 1];
+    if (*p != '\0' || day < 1 || day > month_days || h > 23 || mi > 59 || s > 60)
         return 0;
     *unix_seconds = days_from_civil(year, (unsigned)month, (unsigned)day) * 86400 + h * 3600 +
                     mi * 60 + s;
@@ -144,9 +147,9 @@ int herald_retry_after_parse(const char *value, int64_t now_ms, int64_t *delay_m
     if (isdigit((unsigned char)*p)) {
         int64_t seconds = 0;
         while (isdigit((unsigned char)*p)) {
+            seconds = seconds * 10 + (*p - '0');
             if (seconds > 100000000) /* over three years: nonsense */
                 return 0;
-            seconds = seconds * 10 + (*p - '0');
             p++;
         }
         while (*p == ' ' || *p == '\t')

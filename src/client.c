@@ -43,6 +43,7 @@ const char *herald_strerror(herald_status status)
     case HERALD_E_BACKEND: return "backend error";
     case HERALD_E_DISABLED: return "delivery is disabled";
     case HERALD_E_NO_CONSENT: return "no consent: event dropped";
+    case HERALD_E_DROPPED: return "dropped by the before_store hook";
     }
     return "unknown status";
 }
@@ -90,8 +91,26 @@ void herald_client_set_error(herald_client *c, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A call's failure message, per thread: another thread's failure (or the
+ * delivery thread's) cannot overwrite it between the call and the read. */
+static _Thread_local struct {
+    const herald_client *client;
+    char message[512];
+} call_error;
+
+static void call_error_set(const herald_client *c, const char *message)
+{
+    call_error.client = c;
+    snprintf(call_error.message, sizeof call_error.message, "%s", message);
+}
+
 size_t herald_last_error(const herald_client *c, char *buf, size_t buflen)
 {
+    if (c != NULL && call_error.client == c) {
+        if (buf && buflen)
+            snprintf(buf, buflen, "%s", call_error.message);
+        return strlen(call_error.message);
+    }
     if (c == NULL) {
         const char *message = herald_open_error_get();
         if (buf && buflen)
@@ -127,6 +146,8 @@ static void destinations_free(herald_client *c)
         herald_destination_state *d = &c->destinations[i];
         if (d->backend && d->backend_state)
             d->backend->destroy(d->backend_state);
+        herald_backend_handle handle = {d->backend, d->backend_library};
+        herald_backend_unload(&handle);
         herald_delivery_settings_free(&d->settings);
         free(d->name);
         free(d->backend_name);
@@ -169,28 +190,37 @@ static herald_status destinations_create(herald_client *c, const herald_options 
         if (d->name == NULL || d->backend_name == NULL)
             return HERALD_E_NO_MEMORY;
         c->destination_names[i] = d->name;
-        d->backend = herald_backend_find(spec->backend);
-        if (d->backend == NULL) {
-            herald_error_format(err, errlen, "destination \"%s\": unknown backend \"%s\"", d->name,
-                                spec->backend ? spec->backend : "(null)");
-            return HERALD_E_CONFIG;
-        }
         char *backend_json = NULL;
         char sub[ERR_MAX] = "";
+        herald_backend_handle handle;
+        herald_status loaded = herald_backend_load(spec->backend, &handle, &c->logger, sub,
+                                                   sizeof sub);
+        if (loaded != HERALD_OK) {
+            herald_error_format(err, errlen, "destination \"%s\": %s", d->name, sub);
+            return loaded;
+        }
+        d->backend = handle.vt;
+        d->backend_library = handle.library;
         herald_status st = herald_destination_settings_parse(opts, spec->config_json, &d->settings,
                                                              &backend_json, sub, sizeof sub);
         if (st != HERALD_OK) {
             herald_error_format(err, errlen, "destination \"%s\": %s", d->name, sub);
             return st;
         }
-        int rc = d->backend->create(backend_json, &d->backend_state, sub, sizeof sub);
+        int rc = d->backend->create(backend_json, HERALD_PLUGIN_ABI_VERSION, &d->backend_state, sub,
+                                    sizeof sub);
         free(backend_json);
         if (rc != 0) {
             d->backend_state = NULL;
-            herald_error_format(err, errlen, "destination \"%s\": %s", d->name, sub);
+            herald_error_format(err, errlen, "destination \"%s\": %s", d->name,
+                                sub[0] ? sub : "the backend refused its configuration");
             return HERALD_E_CONFIG;
         }
+        memset(&d->limits, 0, sizeof d->limits);
+        d->limits.struct_size = sizeof d->limits;
         d->backend->limits(d->backend_state, &d->limits);
+        if (d->limits.max_concurrency)
+            d->settings.max_concurrency = d->limits.max_concurrency;
         uint32_t per_request = d->settings.batch_max_events;
         if (d->limits.max_events_per_request && d->limits.max_events_per_request < per_request)
             per_request = d->limits.max_events_per_request;
@@ -264,6 +294,7 @@ static void client_free(herald_client *c)
 {
     destinations_free(c);
     herald_queue_close(c->queue);
+    herald_redactor_free(c->redactor);
     json_decref(c->context);
     json_decref(c->traits);
     free(c->group_id);
@@ -331,6 +362,17 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     if (c->db_path == NULL || c->context == NULL) {
         st = HERALD_E_NO_MEMORY;
         goto fail;
+    }
+    c->before_store = opts->before_store;
+    c->before_store_userdata = opts->before_store_userdata;
+    {
+        char sub[ERR_MAX] = "";
+        if ((st = herald_redactor_create(opts->redact_json, &c->redactor, sub, sizeof sub)) !=
+            HERALD_OK) {
+            herald_error_format(err, sizeof err, "redact: %s", sub);
+            goto fail;
+        }
+        c->options.redact_json = NULL;
     }
 
     herald_queue_config qc = {
@@ -468,6 +510,8 @@ herald_status herald_close(herald_client *c, int timeout_ms)
         pthread_mutex_unlock(&c->mutex);
     }
     herald_delivery_stop(c);
+    if (call_error.client == c)
+        call_error.client = NULL; /* a later client may get the same address */
     client_free(c);
     return st;
 }
@@ -515,6 +559,69 @@ static void identity_change_free(identity_change *ch)
     free(ch->group_id);
 }
 
+/* Per-rule redaction counts into the file's counters ("redact_v1", ...). */
+static void count_redactions(herald_client *c, const herald_redact_stats *r)
+{
+    char names[HERALD_RULE_COUNT][24];
+    const char *keys[HERALD_RULE_COUNT];
+    int64_t deltas[HERALD_RULE_COUNT];
+    size_t n = 0;
+    for (int i = 0; i < HERALD_RULE_COUNT; i++) {
+        if (r->count[i] == 0)
+            continue;
+        snprintf(names[n], sizeof names[n], "redact_%s",
+                 herald_redact_rule_name((herald_redact_rule)i));
+        keys[n] = names[n];
+        deltas[n] = (int64_t)r->count[i];
+        n++;
+    }
+    if (n > 0 && herald_queue_count_many(c->queue, keys, deltas, n) != HERALD_OK)
+        herald_log(&c->logger, HERALD_LOG_WARN, "cannot record redaction counts: %s",
+                   herald_queue_errmsg(c->queue));
+}
+
+/* The application's before_store hook: keep, drop or replace the event. A
+ * replacement goes through validation, enrichment and redaction again. */
+static herald_status run_before_store(herald_client *c, const herald_event_env *env, char **body,
+                                      size_t *length, const char **type, char *err,
+                                      size_t errlen)
+{
+    char *replacement = NULL;
+    herald_hook_result verdict = c->before_store(*body, *length, &replacement,
+                                                 c->before_store_userdata);
+    if (verdict == HERALD_HOOK_KEEP) {
+        free(replacement);
+        return HERALD_OK;
+    }
+    if (verdict == HERALD_HOOK_DROP) {
+        free(replacement);
+        herald_queue_count(c->queue, "hook_dropped", 1);
+        herald_error_format(err, errlen, "the before_store hook dropped the event");
+        return HERALD_E_DROPPED;
+    }
+    if (verdict != HERALD_HOOK_REPLACE || replacement == NULL) {
+        free(replacement);
+        herald_error_format(err, errlen, "the before_store hook returned %d without a replacement",
+                            (int)verdict);
+        return HERALD_E_INVALID_ARGUMENT;
+    }
+    json_t *message = NULL;
+    herald_status st = herald_event_parse_object(replacement, "before_store replacement", &message,
+                                                 err, errlen);
+    free(replacement);
+    if (st != HERALD_OK)
+        return st;
+    char *again = NULL;
+    size_t again_length = 0;
+    st = herald_event_finish(env, message, &again, &again_length, type, err, errlen);
+    if (st != HERALD_OK)
+        return st;
+    free(*body);
+    *body = again;
+    *length = again_length;
+    return HERALD_OK;
+}
+
 /* Build, route and commit one message under the mutex. Takes over `message`. */
 static herald_status commit_message(herald_client *c, json_t *message, int64_t now,
                                     identity_change *ch, char *err, size_t errlen)
@@ -532,10 +639,23 @@ static herald_status commit_message(herald_client *c, json_t *message, int64_t n
         return HERALD_E_NO_MEMORY;
     }
     size_t routed = route(c, message, destinations);
+    if (routed == 0 && c->destination_count > 0) {
+        /* Stored for no one, it would sit in the queue for ever. */
+        free(destinations);
+        json_decref(message);
+        herald_error_format(err, errlen, "\"integrations\" selects none of the destinations");
+        return HERALD_E_INVALID_ARGUMENT;
+    }
+    herald_redact_stats redactions;
+    memset(&redactions, 0, sizeof redactions);
+    env.redactor = c->redactor;
+    env.redactions = &redactions;
     char *body = NULL;
     size_t length = 0;
     const char *type = NULL;
     herald_status st = herald_event_finish(&env, message, &body, &length, &type, err, errlen);
+    if (st == HERALD_OK && c->before_store != NULL)
+        st = run_before_store(c, &env, &body, &length, &type, err, errlen);
     if (st == HERALD_OK) {
         uint64_t evicted = 0;
         st = herald_queue_push(c->queue, now, type, body, length, destinations, routed,
@@ -544,6 +664,8 @@ static herald_status commit_message(herald_client *c, json_t *message, int64_t n
             herald_log(&c->logger, HERALD_LOG_WARN,
                        "queue full: evicted %" PRIu64 " oldest events to dead letters", evicted);
     }
+    if (st == HERALD_OK)
+        count_redactions(c, &redactions);
     free(body);
     free(destinations);
     return st;
@@ -573,6 +695,7 @@ static herald_status enqueue(herald_client *c, json_t *message)
     }
     if (st != HERALD_OK) {
         herald_client_set_error(c, "%s", err);
+        call_error_set(c, err);
         pthread_mutex_unlock(&c->mutex);
         json_decref(message);
         return st;
@@ -654,6 +777,7 @@ static herald_status enqueue(herald_client *c, json_t *message)
         }
     } else {
         herald_client_set_error(c, "%s", err[0] ? err : herald_strerror(st));
+        call_error_set(c, c->last_error);
         herald_queue_count(c->queue, "rejected", 1);
     }
     pthread_mutex_unlock(&c->mutex);
@@ -666,6 +790,7 @@ static herald_status refuse(herald_client *c, herald_status st, const char *fmt,
 {
     pthread_mutex_lock(&c->mutex);
     herald_client_set_error(c, fmt, what);
+    call_error_set(c, c->last_error);
     herald_queue_count(c->queue, "rejected", 1);
     pthread_mutex_unlock(&c->mutex);
     return st;
@@ -905,6 +1030,16 @@ herald_status herald_stats_json(herald_client *c, char **out)
                          (json_int_t)s.consent_dropped, "consent", c->consent, "last_error",
                          c->last_error, "db_path",
                          c->db_path, "destinations");
+        json_t *redactions = json_object();
+        if (root && redactions &&
+            herald_queue_counters_with_prefix(c->queue, "redact_", redactions) == HERALD_OK)
+            json_object_set(root, "redactions", redactions);
+        json_decref(redactions);
+        json_t *hook = json_object();
+        if (root && hook && herald_queue_counters_with_prefix(c->queue, "hook_", hook) == HERALD_OK)
+            json_object_set_new(root, "hook_dropped",
+                                json_integer(json_integer_value(json_object_get(hook, "dropped"))));
+        json_decref(hook);
         json_t *list = json_object_get(root, "destinations");
         for (size_t i = 0; root && i < c->destination_count; i++) {
             herald_destination_state *d = &c->destinations[i];
@@ -959,4 +1094,9 @@ herald_status herald_dead_letters_replay(herald_client *c, const char *destinati
 void herald_free(void *p)
 {
     free(p);
+}
+
+char *herald_strdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
 }

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "queue.h"
 #include "random.h"
+#include "redact.h"
 
 /* Delivery settings of one destination: the client's defaults overridden by
  * the destination's config_json. */
@@ -39,6 +40,7 @@ typedef struct herald_destination_state {
     char *name;
     char *backend_name;
     const herald_backend_v1 *backend;
+    void *backend_library;       /* the plugin's shared object, or NULL (built-in) */
     void *backend_state;
     herald_backend_limits limits;
     herald_delivery_settings settings;
@@ -69,6 +71,9 @@ struct herald_client {
     size_t destination_count;
 
     herald_random random;        /* ids and jitter */
+    herald_redactor *redactor;   /* immutable after open; NULL: redaction off */
+    herald_before_store_fn before_store;
+    void *before_store_userdata;
     json_t *context;             /* static context snapshot (immutable after open) */
 
     /* Identity, session and consent: persisted in the file's meta table. */

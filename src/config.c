@@ -222,6 +222,10 @@ herald_status herald_config_parse(const char *json, herald_options *opts,
             opts->log_level = (herald_log_level)e;
         } else if (strcmp(key, "deliver") == 0 && json_is_boolean(value)) {
             opts->deliver = json_is_true(value);
+        } else if (strcmp(key, "redact") == 0 && json_is_object(value)) {
+            free(storage->redact_json);
+            storage->redact_json = json_dumps(value, JSON_COMPACT);
+            opts->redact_json = storage->redact_json;
         } else if (strcmp(key, "session_start_events") == 0 && json_is_boolean(value)) {
             opts->session_start_events = json_is_true(value);
         } else if (strcmp(key, "consent_required") == 0 && json_is_boolean(value)) {
@@ -263,6 +267,7 @@ void herald_config_free(herald_config_storage *storage)
     free(storage->db_path);
     for (size_t i = 0; i < 5; i++)
         free(storage->strings[i]);
+    free(storage->redact_json);
     memset(storage, 0, sizeof *storage);
 }
 

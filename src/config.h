@@ -11,6 +11,7 @@
 typedef struct herald_config_storage {
     char *db_path;
     char *strings[5]; /* app_name, app_version, app_build, device_type, user_agent */
+    char *redact_json;
     herald_destination *destinations;
     size_t destination_count;
 } herald_config_storage;

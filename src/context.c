@@ -4,8 +4,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(_WIN32)
+#include <windows.h>
+#else
 #include <sys/utsname.h>
 #include <unistd.h>
+#endif
+#if defined(__APPLE__)
+#include <TargetConditionals.h>
+#include <sys/sysctl.h>
+#endif
 
 static void copy(char *out, size_t outlen, const char *in, size_t n)
 {
@@ -177,6 +186,7 @@ const char *herald_device_type_from(int in_container, int has_display)
     return has_display ? "desktop" : "server";
 }
 
+#if !defined(_WIN32)
 static char *read_small_file(const char *path)
 {
     FILE *f = fopen(path, "re");
@@ -190,7 +200,9 @@ static char *read_small_file(const char *path)
     fclose(f);
     return buf;
 }
+#endif
 
+#if !defined(_WIN32)
 static int in_container(void)
 {
     if (access("/.dockerenv", F_OK) == 0 || access("/run/.containerenv", F_OK) == 0)
@@ -203,10 +215,19 @@ static int in_container(void)
     free(cgroup);
     return found;
 }
+#endif
 
 void herald_host_detect(herald_host_info *out)
 {
     memset(out, 0, sizeof *out);
+#if defined(_WIN32)
+    copy(out->os_name, sizeof out->os_name, "Windows", 7);
+    const char *arch = getenv("PROCESSOR_ARCHITECTURE");
+    if (arch)
+        copy(out->arch, sizeof out->arch, arch, strlen(arch));
+    copy(out->device_type, sizeof out->device_type, "desktop", 7);
+    herald_timezone_from(getenv("TZ"), NULL, NULL, out->timezone, sizeof out->timezone);
+#else
     struct utsname u;
     if (uname(&u) == 0) {
         copy(out->os_name, sizeof out->os_name, u.sysname, strlen(u.sysname));
@@ -214,9 +235,14 @@ void herald_host_detect(herald_host_info *out)
         copy(out->arch, sizeof out->arch, u.machine, strlen(u.machine));
     }
 #if defined(__APPLE__)
-    copy(out->os_name, sizeof out->os_name, "macOS", 5);
-#elif defined(_WIN32)
-    copy(out->os_name, sizeof out->os_name, "Windows", 7);
+    /* uname's release is Darwin's; the product version is what users know. */
+    copy(out->os_name, sizeof out->os_name, TARGET_OS_IPHONE ? "iOS" : "macOS",
+         TARGET_OS_IPHONE ? 3 : 5);
+    char product[64];
+    size_t product_len = sizeof product;
+    if (sysctlbyname("kern.osproductversion", product, &product_len, NULL, 0) == 0 &&
+        product_len > 0)
+        copy(out->os_version, sizeof out->os_version, product, strnlen(product, product_len));
 #else
     char *release = read_small_file("/etc/os-release");
     if (release == NULL)
@@ -226,9 +252,6 @@ void herald_host_detect(herald_host_info *out)
                                 sizeof out->os_version);
     free(release);
 #endif
-
-    herald_locale_from_env(getenv("LC_ALL"), getenv("LC_MESSAGES"), getenv("LANG"), out->locale,
-                           sizeof out->locale);
 
     char link[256] = "";
     ssize_t n = readlink("/etc/localtime", link, sizeof link - 1);
@@ -240,15 +263,18 @@ void herald_host_detect(herald_host_info *out)
     free(zone_file);
 
     const char *type;
-#if defined(__ANDROID__) || (defined(__APPLE__) && defined(TARGET_OS_IPHONE) && TARGET_OS_IPHONE)
+#if defined(__ANDROID__) || (defined(__APPLE__) && TARGET_OS_IPHONE)
     type = "mobile";
-#elif defined(__APPLE__) || defined(_WIN32)
+#elif defined(__APPLE__)
     type = in_container() ? "container" : "desktop";
 #else
     type = herald_device_type_from(in_container(), getenv("DISPLAY") != NULL ||
                                                        getenv("WAYLAND_DISPLAY") != NULL);
 #endif
     copy(out->device_type, sizeof out->device_type, type, strlen(type));
+#endif
+    herald_locale_from_env(getenv("LC_ALL"), getenv("LC_MESSAGES"), getenv("LANG"), out->locale,
+                           sizeof out->locale);
 }
 
 static void set_string(json_t *object, const char *key, const char *value)

@@ -38,6 +38,7 @@ typedef struct transfer {
     size_t *lengths;
     int64_t *ids;
     uint32_t attempt;
+    int counted;                 /* the request is in the counters already */
     char *response;
     size_t response_length;
     char *response_headers;      /* "name: value\n" lines, names lowercased */
@@ -184,8 +185,8 @@ static void transfer_free(transfer *t)
     if (t->easy)
         curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->header_list);
-    free(t->request.body);
-    free(t->request.headers);
+    herald_free(t->request.body);
+    herald_free(t->request.headers);
     free(t->compressed);
     herald_queue_rows_free(t->rows, t->count);
     free(t->events);
@@ -234,11 +235,20 @@ static int transfer_prepare(herald_client *c, transfer *t, int64_t now, char *er
 {
     herald_destination_state *d = t->dest;
     herald_backend_batch batch = {
-        .count = t->count, .events = t->events, .event_lengths = t->lengths,
-        .now_ms = now, .attempt = t->attempt,
+        .struct_size = sizeof batch, .count = t->count, .events = t->events,
+        .event_lengths = t->lengths, .now_ms = now, .attempt = t->attempt,
     };
-    if (d->backend->encode(d->backend_state, &batch, &t->request, err, errlen) != 0)
+    t->request.struct_size = sizeof t->request;
+    if (d->backend->encode(d->backend_state, &batch, &t->request, err, errlen) != 0) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "the %s backend could not encode the batch", d->backend->name);
         return -1;
+    }
+    if (t->request.url == NULL || t->request.body == NULL) {
+        snprintf(err, errlen, "the %s backend returned a request without url or body",
+                 d->backend->name);
+        return -1;
+    }
     t->raw_length = t->request.body_length;
     const void *body = t->request.body;
     size_t body_length = t->request.body_length;
@@ -292,18 +302,20 @@ static int transfer_prepare(herald_client *c, transfer *t, int64_t now, char *er
 
 /* ---- verdicts ---- */
 
-static void settle(herald_client *c, transfer *t, const herald_backend_response *response,
-                   const herald_verdict *verdict)
+static void settle(herald_client *c, transfer *t, const int64_t *ids, size_t count,
+                   const herald_backend_response *response, const herald_verdict *verdict)
 {
     herald_destination_state *d = t->dest;
     int64_t now = now_ms(c);
     herald_settlement s = {
-        .event_ids = t->ids, .count = t->count, .now_ms = now,
+        .event_ids = ids, .count = count, .now_ms = now,
         .http_status = response->status, .reason = verdict->reason,
         .response = response->body_length ? response->body : NULL,
-        .requests = response->status > 0, .bytes_raw = t->raw_length,
-        .bytes_sent = response->status > 0 ? t->sent_length : 0,
+        .requests = response->status > 0 && !t->counted,
+        .bytes_raw = t->counted ? 0 : t->raw_length,
+        .bytes_sent = response->status > 0 && !t->counted ? t->sent_length : 0,
     };
+    t->counted = 1;
     char excerpt[513];
     if (s.response) {
         size_t n = response->body_length < 512 ? response->body_length : 512;
@@ -314,7 +326,7 @@ static void settle(herald_client *c, transfer *t, const herald_backend_response 
     herald_verdict_kind kind = verdict->kind;
     /* A batch refused as a whole for its content may hold one bad event:
      * bisect it, so that the bad one is dead-lettered alone. */
-    if (kind == HERALD_VERDICT_REJECT && t->count > 1 &&
+    if (kind == HERALD_VERDICT_REJECT && count > 1 &&
         (response->status == 400 || response->status == 422))
         kind = HERALD_VERDICT_SPLIT;
     switch (kind) {
@@ -325,9 +337,9 @@ static void settle(herald_client *c, transfer *t, const herald_backend_response 
             d->split_limit = 0;
         break;
     case HERALD_VERDICT_SPLIT:
-        if (t->count > 1) {
+        if (count > 1) {
             /* Retry at once in halves: no attempt used, no backoff. */
-            d->split_limit = (uint32_t)(t->count / 2);
+            d->split_limit = (uint32_t)(count / 2);
             s.kind = HERALD_SETTLE_RETRY;
             s.count = 0;
             herald_log(&c->logger, HERALD_LOG_INFO, "%s: %s; splitting batches to %u events",
@@ -366,7 +378,7 @@ static void settle(herald_client *c, transfer *t, const herald_backend_response 
         s.expire_before_ms = now - (int64_t)d->settings.retry_max_age_s * 1000;
         s.retried = 1;
         herald_log(&c->logger, HERALD_LOG_WARN, "%s: %s; retrying %zu events in %" PRId64 " ms",
-                   d->name, verdict->reason, t->count, delay);
+                   d->name, verdict->reason, count, delay);
         break;
     }
     }
@@ -384,13 +396,53 @@ static void settle(herald_client *c, transfer *t, const herald_backend_response 
                    verdict->dropped);
 }
 
+/* A response with per-event verdicts (partial success): settle each group
+ * of events that share a verdict on its own. The request's counters go with
+ * the first group only. */
+static void settle_per_event(herald_client *c, transfer *t, const herald_backend_response *response,
+                             const herald_verdict *verdict, const int *event_kinds)
+{
+    int any = 0;
+    for (size_t i = 0; event_kinds && i < t->count; i++)
+        any |= event_kinds[i] >= 0;
+    if (!any) {
+        settle(c, t, t->ids, t->count, response, verdict);
+        return;
+    }
+    int64_t *group = malloc(t->count * sizeof *group);
+    if (group == NULL) {
+        settle(c, t, t->ids, t->count, response, verdict);
+        return;
+    }
+    for (int kind = HERALD_VERDICT_OK; kind <= HERALD_VERDICT_SPLIT; kind++) {
+        size_t n = 0;
+        for (size_t i = 0; i < t->count; i++) {
+            int k = event_kinds[i] >= 0 && event_kinds[i] <= HERALD_VERDICT_SPLIT
+                        ? event_kinds[i]
+                        : (int)verdict->kind;
+            if (k == kind)
+                group[n++] = t->ids[i];
+        }
+        if (n == 0)
+            continue;
+        herald_verdict part = *verdict;
+        part.kind = (herald_verdict_kind)kind;
+        if (kind == HERALD_VERDICT_OK && part.kind != verdict->kind)
+            snprintf(part.reason, sizeof part.reason, "HTTP %ld: accepted in part", response->status);
+        settle(c, t, group, n, response, &part);
+    }
+    free(group);
+}
+
 /* A batch that cannot even be encoded never will be: dead-letter it. */
 static void settle_unsendable(herald_client *c, transfer *t, const char *why)
 {
-    herald_verdict verdict = {.kind = HERALD_VERDICT_REJECT};
+    herald_verdict verdict;
+    memset(&verdict, 0, sizeof verdict);
+    verdict.kind = HERALD_VERDICT_REJECT;
     snprintf(verdict.reason, sizeof verdict.reason, "%s", why);
-    herald_backend_response response = {.status = 0};
-    settle(c, t, &response, &verdict);
+    herald_backend_response response = {.struct_size = sizeof response, .status = 0};
+    settle(c, t, t->ids, t->count, &response, &verdict);
 }
 
 static int reap(herald_client *c)
@@ -412,6 +464,7 @@ static int reap(herald_client *c)
         }
         header_lookup lookup = {.t = t};
         herald_backend_response response = {
+            .struct_size = sizeof response,
             .body = t->response ? t->response : "", .body_length = t->response_length,
             .header = response_header, .header_context = &lookup,
         };
@@ -423,13 +476,23 @@ static int reap(herald_client *c)
             response.body_length = 0;
         }
         herald_backend_batch batch = {
-            .count = t->count, .events = t->events, .event_lengths = t->lengths,
-            .now_ms = now_ms(c), .attempt = t->attempt,
+            .struct_size = sizeof batch, .count = t->count, .events = t->events,
+            .event_lengths = t->lengths, .now_ms = now_ms(c), .attempt = t->attempt,
         };
-        herald_verdict verdict = {.kind = HERALD_VERDICT_REJECT};
+        herald_verdict verdict;
+        memset(&verdict, 0, sizeof verdict);
+        verdict.struct_size = sizeof verdict;
+        verdict.kind = HERALD_VERDICT_REJECT;
+        int *event_kinds = t->count > 1 ? malloc(t->count * sizeof *event_kinds) : NULL;
+        if (event_kinds)
+            for (size_t i = 0; i < t->count; i++)
+                event_kinds[i] = -1;
+        verdict.event_kinds = event_kinds;
         t->dest->backend->classify(t->dest->backend_state, &response, &batch, &verdict);
+        verdict.reason[sizeof verdict.reason - 1] = '\0';
         pthread_mutex_lock(&c->mutex);
-        settle(c, t, &response, &verdict);
+        settle_per_event(c, t, &response, &verdict, event_kinds);
+        free(event_kinds);
         inflight_remove(t->dest, t->ids, t->count);
         pthread_cond_broadcast(&c->drained);
         pthread_mutex_unlock(&c->mutex);
@@ -451,12 +514,16 @@ static uint32_t events_per_request(const herald_destination_state *d)
     return n ? n : 1;
 }
 
+/* Room a backend's envelope takes around the events ({"batch":[...],
+ * "sentAt":"..."} is under 64 bytes). */
+#define ENVELOPE_BYTES 64
+
 static size_t bytes_per_request(const herald_destination_state *d)
 {
     size_t n = d->settings.batch_max_bytes;
     if (d->limits.max_request_bytes && d->limits.max_request_bytes < n)
         n = d->limits.max_request_bytes;
-    return n;
+    return n > 2 * ENVELOPE_BYTES ? n - ENVELOPE_BYTES : n;
 }
 
 /* Pick the next batch of `d` if one is due. Returns a transfer holding the
@@ -481,10 +548,24 @@ static transfer *next_batch(herald_client *c, herald_destination_state *d, int64
                                 herald_queue_errmsg(c->queue));
         return NULL;
     }
-    /* Keep only rows not already in a request. */
+    /* Keep only rows not already in a request, and that the backend can take
+     * at all: an event over its limit would fail forever. */
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) {
         if (is_inflight(d, rows[i].event_id)) {
+            free(rows[i].body);
+            continue;
+        }
+        if (d->limits.max_event_bytes && rows[i].length > d->limits.max_event_bytes) {
+            char why[160];
+            snprintf(why, sizeof why, "event of %zu bytes is over the %s backend's limit of %u",
+                     rows[i].length, d->backend->name, d->limits.max_event_bytes);
+            herald_settlement dead = {
+                .kind = HERALD_SETTLE_DEAD, .event_ids = &rows[i].event_id, .count = 1,
+                .now_ms = now, .reason = why,
+            };
+            if (herald_queue_settle(c->queue, d->name, &dead, NULL, NULL) != HERALD_OK)
+                herald_client_set_error(c, "%s: %s", d->name, herald_queue_errmsg(c->queue));
             free(rows[i].body);
             continue;
         }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "context.h"
+#include "herald/plugin.h"
 #include "log.h"
 #include "url.h"
 
@@ -30,16 +31,7 @@ void herald_uuid_random(char out[37], void *ctx)
 
 void herald_format_timestamp(int64_t unix_ms, char buf[25])
 {
-    time_t seconds = (time_t)(unix_ms / 1000);
-    int millis = (int)(unix_ms % 1000);
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    /* Years beyond 9999 cannot occur from a sane clock; clamp the format. */
-    char text[64];
-    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-    memcpy(buf, text, 24);
-    buf[24] = '\0';
+    herald_format_timestamp_ms(unix_ms, buf, 25);
 }
 
 static int digits(const char **p, int n)
@@ -133,8 +125,13 @@ herald_status herald_event_parse_object(const char *json, const char *what, json
         return *out ? HERALD_OK : HERALD_E_NO_MEMORY;
     }
     json_error_t jerr;
-    json_t *value = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *value = json_loads(json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (value == NULL) {
+        /* jansson quotes the offending token ("... near 'jane@x.org'"): keep
+         * the caller's data out of error text, which ends up in logs. */
+        char *near = strstr(jerr.text, " near ");
+        if (near)
+            *near = '\0';
         herald_error_format(err, errlen, "%s: invalid JSON at line %d column %d: %s", what,
                             jerr.line, jerr.column, jerr.text);
         return HERALD_E_INVALID_JSON;
@@ -343,6 +340,11 @@ herald_status herald_event_finish(const herald_event_env *env, json_t *message, 
                                   size_t errlen)
 {
     herald_status st = complete(env, message, out_type, err, errlen);
+    if (st == HERALD_OK && env->redactor != NULL) {
+        st = herald_redact_event(env->redactor, message, env->redactions);
+        if (st != HERALD_OK)
+            herald_error_format(err, errlen, "out of memory redacting the event");
+    }
     if (st != HERALD_OK) {
         json_decref(message);
         return st;

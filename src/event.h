@@ -9,6 +9,7 @@
 
 #include "herald/herald.h"
 #include "random.h"
+#include "redact.h"
 
 typedef struct herald_event_env {
     int64_t now_ms;               /* wall clock, unix ms */
@@ -20,13 +21,15 @@ typedef struct herald_event_env {
     const char *group_id;         /* -> context.groupId, or NULL */
     int64_t session_id;           /* -> context.session {id, sequence}; 0: none */
     uint32_t session_sequence;
+    const herald_redactor *redactor; /* NULL: no redaction */
+    herald_redact_stats *redactions; /* what redaction did, added to; may be NULL */
     /* Writes a new lowercase UUID (36 chars + NUL) into out. */
     void (*new_message_id)(char out[37], void *ctx);
     void *new_message_id_ctx;
 } herald_event_env;
 
-/* Complete and validate `message` (a JSON object this function takes over
- * and releases) and serialize it. On success *out_json is malloc'ed, owned by
+/* Complete, validate, enrich and redact `message` (a JSON object this
+ * function takes over and releases) and serialize it. On success *out_json is malloc'ed, owned by
  * the caller, *out_len its length, and *out_type points to a static type
  * name. On failure returns a HERALD_E_* code with a message in err. */
 herald_status herald_event_finish(const herald_event_env *env, json_t *message, char **out_json,

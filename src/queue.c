@@ -95,6 +95,16 @@ static const char *const migrations[HERALD_QUEUE_SCHEMA_VERSION] = {
     "CREATE TABLE dead_letters(id INTEGER PRIMARY KEY, event_id INTEGER, dest TEXT NOT NULL,"
     " failed_at INTEGER NOT NULL, http_status INTEGER NOT NULL, reason TEXT NOT NULL,"
     " response TEXT, body BLOB NOT NULL);",
+    /* 1 -> 2: event ids are never reused. Without AUTOINCREMENT, SQLite hands
+     * out max(id) + 1, so deleting the newest event (evicted, erased) let the
+     * next one take its id, and a late answer to a request for the old event
+     * would settle the new one. */
+    "CREATE TABLE events_v2(id INTEGER PRIMARY KEY AUTOINCREMENT, created_at INTEGER NOT NULL,"
+    " type TEXT NOT NULL, bytes INTEGER NOT NULL, body BLOB NOT NULL);"
+    "INSERT INTO events_v2(id, created_at, type, bytes, body)"
+    " SELECT id, created_at, type, bytes, body FROM events;"
+    "DROP TABLE events;"
+    "ALTER TABLE events_v2 RENAME TO events;",
 };
 
 struct herald_queue {
@@ -288,7 +298,10 @@ static void close_db(herald_queue *q)
 
 static int move_aside(const char *path, char *moved, size_t movedlen)
 {
+    /* Never overwrite an earlier corrupt file moved aside in the same second. */
     snprintf(moved, movedlen, "%s.corrupt-%lld", path, (long long)time(NULL));
+    for (int n = 2; access(moved, F_OK) == 0 && n < 1000; n++)
+        snprintf(moved, movedlen, "%s.corrupt-%lld-%d", path, (long long)time(NULL), n);
     if (rename(path, moved) != 0)
         return -1;
     const char *suffixes[] = {"-wal", "-shm"};
@@ -373,6 +386,41 @@ herald_status herald_queue_meta_set(herald_queue *q, const char *key, const char
 herald_status herald_queue_count(herald_queue *q, const char *counter, int64_t delta)
 {
     return counter_add(q, counter, delta) == SQLITE_OK ? HERALD_OK : HERALD_E_STORAGE;
+}
+
+herald_status herald_queue_count_many(herald_queue *q, const char *const *counters,
+                                      const int64_t *deltas, size_t count)
+{
+    int rc = begin(q);
+    for (size_t i = 0; rc == SQLITE_OK && i < count; i++)
+        rc = counter_add(q, counters[i], deltas[i]);
+    if (rc == SQLITE_OK)
+        rc = commit(q);
+    if (rc != SQLITE_OK) {
+        rollback(q);
+        return HERALD_E_STORAGE;
+    }
+    return HERALD_OK;
+}
+
+herald_status herald_queue_counters_with_prefix(herald_queue *q, const char *prefix,
+                                                json_t *object)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "SELECT name, value FROM counters WHERE substr(name, 1, length(?1)) = ?1 "
+                           "ORDER BY name",
+                           -1, &s, NULL) != SQLITE_OK)
+        return HERALD_E_STORAGE;
+    sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+    size_t skip = strlen(prefix);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        json_object_set_new(object, name + skip, json_integer(sqlite3_column_int64(s, 1)));
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? HERALD_OK : HERALD_E_STORAGE;
 }
 
 /* Delete an event that no destination holds any more; keeps the queue
@@ -608,10 +656,19 @@ herald_status herald_queue_fetch(herald_queue *q, const char *destination, int64
     return HERALD_OK;
 }
 
+/* Move one (destination, event) to the dead letters. *moved is 1 if the
+ * destination still held the event, 0 if it was settled or evicted before. */
 static int dead_letter(herald_queue *q, const char *destination, int64_t event_id,
-                       const herald_settlement *st, const char *reason)
+                       const herald_settlement *st, const char *reason, int *moved)
 {
-    sqlite3_stmt *s = statement(q, ST_DEAD_INSERT_FROM_EVENT);
+    *moved = 0;
+    sqlite3_stmt *s = statement(q, ST_OUTBOX_DELETE);
+    sqlite3_bind_text(s, 1, destination, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, event_id);
+    int rc = step_done(s);
+    if (rc != SQLITE_OK || sqlite3_changes(q->db) == 0)
+        return rc;
+    s = statement(q, ST_DEAD_INSERT_FROM_EVENT);
     sqlite3_bind_int64(s, 1, event_id);
     sqlite3_bind_text(s, 2, destination, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, st->now_ms);
@@ -619,14 +676,9 @@ static int dead_letter(herald_queue *q, const char *destination, int64_t event_i
     sqlite3_bind_text(s, 5, reason, -1, SQLITE_TRANSIENT);
     if (st->response)
         sqlite3_bind_text(s, 6, st->response, -1, SQLITE_STATIC);
-    int rc = step_done(s);
-    if (rc != SQLITE_OK)
-        return rc;
-    s = statement(q, ST_OUTBOX_DELETE);
-    sqlite3_bind_text(s, 1, destination, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, event_id);
     if ((rc = step_done(s)) != SQLITE_OK)
         return rc;
+    *moved = sqlite3_changes(q->db) > 0;
     return delete_if_orphan(q, event_id);
 }
 
@@ -649,8 +701,9 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
                 rc = delete_if_orphan(q, id);
             }
         } else if (st->kind == HERALD_SETTLE_DEAD) {
-            rc = dead_letter(q, destination, id, st, reason);
-            dead++;
+            int moved = 0;
+            rc = dead_letter(q, destination, id, st, reason, &moved);
+            dead += (uint64_t)moved;
         } else {
             sqlite3_stmt *s = statement(q, ST_OUTBOX_GET);
             sqlite3_bind_text(s, 1, destination, -1, SQLITE_STATIC);
@@ -662,16 +715,15 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
             uint32_t attempts = (uint32_t)sqlite3_column_int(s, 0) + (st->count_attempt ? 1u : 0u);
             int64_t created_at = sqlite3_column_int64(s, 1);
             sqlite3_reset(s);
-            if (st->count_attempt && attempts >= st->max_attempts) {
+            if ((st->count_attempt && attempts >= st->max_attempts) ||
+                created_at < st->expire_before_ms) {
                 char why[512];
-                snprintf(why, sizeof why, "gave up after %u attempts: %s", attempts, reason);
-                rc = dead_letter(q, destination, id, st, why);
-                dead++;
-            } else if (created_at < st->expire_before_ms) {
-                char why[512];
-                snprintf(why, sizeof why, "expired after %u attempts: %s", attempts, reason);
-                rc = dead_letter(q, destination, id, st, why);
-                dead++;
+                snprintf(why, sizeof why, "%s after %u attempts: %s",
+                         st->count_attempt && attempts >= st->max_attempts ? "gave up" : "expired",
+                         attempts, reason);
+                int moved = 0;
+                rc = dead_letter(q, destination, id, st, why, &moved);
+                dead += (uint64_t)moved;
             } else {
                 s = statement(q, ST_OUTBOX_UPDATE);
                 sqlite3_bind_text(s, 1, destination, -1, SQLITE_STATIC);
@@ -946,15 +998,15 @@ herald_status herald_queue_erase_ids(herald_queue *q, const char *anonymous_id,
          * sees the same set. */
         "CREATE TEMP TABLE IF NOT EXISTS erase_ids(id INTEGER PRIMARY KEY)",
         "DELETE FROM erase_ids",
-        "INSERT INTO erase_ids SELECT id FROM events WHERE json_valid(body) AND "
-        "(json_extract(body, '$.anonymousId') IN (?1, ?2) OR json_extract(body, '$.userId') IN (?1, ?2))",
+        "INSERT INTO erase_ids SELECT id FROM events WHERE json_valid(CAST(body AS TEXT)) AND "
+        "(json_extract(CAST(body AS TEXT), '$.anonymousId') IN (?1, ?2) OR json_extract(CAST(body AS TEXT), '$.userId') IN (?1, ?2))",
         "DELETE FROM outbox WHERE event_id IN (SELECT id FROM erase_ids)",
         "UPDATE counters SET value = value - (SELECT count(*) FROM erase_ids) WHERE name = 'queue_events'",
         "UPDATE counters SET value = value - (SELECT total(bytes) FROM events WHERE id IN "
         "(SELECT id FROM erase_ids)) WHERE name = 'queue_bytes'",
         "DELETE FROM events WHERE id IN (SELECT id FROM erase_ids)",
-        "DELETE FROM dead_letters WHERE json_valid(body) AND "
-        "(json_extract(body, '$.anonymousId') IN (?1, ?2) OR json_extract(body, '$.userId') IN (?1, ?2))",
+        "DELETE FROM dead_letters WHERE json_valid(CAST(body AS TEXT)) AND "
+        "(json_extract(CAST(body AS TEXT), '$.anonymousId') IN (?1, ?2) OR json_extract(CAST(body AS TEXT), '$.userId') IN (?1, ?2))",
     };
     /* secure_delete zeroes the content of deleted rows in place; only for
      * this transaction, since every delivery deletes rows too. */

@@ -9,13 +9,14 @@
 #ifndef HERALD_QUEUE_H
 #define HERALD_QUEUE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "herald/herald.h"
 #include "log.h"
 
-#define HERALD_QUEUE_SCHEMA_VERSION 1
+#define HERALD_QUEUE_SCHEMA_VERSION 2
 
 typedef struct herald_queue herald_queue;
 
@@ -74,6 +75,15 @@ herald_status herald_queue_erase_ids(herald_queue *q, const char *anonymous_id,
 
 /* Add to a counter in its own transaction (for counts outside other writes). */
 herald_status herald_queue_count(herald_queue *q, const char *counter, int64_t delta);
+
+/* Add to several counters in one transaction. */
+herald_status herald_queue_count_many(herald_queue *q, const char *const *counters,
+                                      const int64_t *deltas, size_t count);
+
+/* Counters whose names start with `prefix`, as members of `object` named
+ * without the prefix. */
+herald_status herald_queue_counters_with_prefix(herald_queue *q, const char *prefix,
+                                                json_t *object);
 
 /* Give events that no destination holds (queued while no destination was
  * configured) an outbox row for each of these destinations. */

@@ -102,7 +102,8 @@ export type HeraldErrorCode =
   | 'HERALD_E_CLOSED'
   | 'HERALD_E_BACKEND'
   | 'HERALD_E_DISABLED'
-  | 'HERALD_E_NO_CONSENT';
+  | 'HERALD_E_NO_CONSENT'
+  | 'HERALD_E_DROPPED';
 
 export class HeraldError extends Error {
   constructor(status: number, message: string, path?: string);

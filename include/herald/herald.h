@@ -66,7 +66,8 @@ typedef enum herald_status {
     HERALD_E_CLOSED = -10,          /* the client is closing */
     HERALD_E_BACKEND = -11,         /* a backend failed to initialise or encode */
     HERALD_E_DISABLED = -12,        /* the operation needs delivery, which is off */
-    HERALD_E_NO_CONSENT = -13       /* consent not granted and consent_policy is drop */
+    HERALD_E_NO_CONSENT = -13,      /* consent not granted and consent_policy is drop */
+    HERALD_E_DROPPED = -14          /* the before_store hook dropped the event */
 } herald_status;
 
 /* A static English description of a status code. Never NULL; unknown codes
@@ -128,6 +129,23 @@ typedef int64_t (*herald_clock_fn)(void *ctx);
 /* Injectable random source: fill `len` bytes. Must be thread-safe. Used for
  * anonymous ids, messageIds (UUID v4 from 16 bytes) and retry jitter. */
 typedef void (*herald_random_fn)(void *buf, size_t len, void *ctx);
+
+/* What a before_store hook decides. */
+typedef enum herald_hook_result {
+    HERALD_HOOK_KEEP = 0,    /* store the event as it is */
+    HERALD_HOOK_DROP = 1,    /* do not store it: the call returns HERALD_E_DROPPED */
+    HERALD_HOOK_REPLACE = 2  /* store *replacement instead */
+} herald_hook_result;
+
+/* Called for every event after enrichment and redaction, just before it is
+ * committed, on the calling thread, with the client's lock held: it must be
+ * thread-safe, quick, and must not call into the same client. event_json is
+ * the serialized event, valid only during the call. For HERALD_HOOK_REPLACE,
+ * set *replacement to a JSON object allocated with herald_strdup() or
+ * malloc(); herald takes ownership, and the replacement is validated and
+ * redacted again before it is stored. */
+typedef herald_hook_result (*herald_before_store_fn)(const char *event_json, size_t length,
+                                                     char **replacement, void *userdata);
 
 /* One delivery target. `name` identifies the destination in the queue file,
  * stats and dead letters ([A-Za-z0-9_.-], 1..64 bytes, unique per client).
@@ -205,6 +223,13 @@ typedef struct herald_options {
     void *clock_ctx;
     herald_random_fn random;         /* NULL: the system's CSPRNG (getrandom) */
     void *random_ctx;
+
+    /* PII redaction, applied to every event before it is stored (see
+     * docs/privacy.md): a JSON object of settings, NULL for the defaults
+     * (every default rule on, typed markers such as "[email]"). */
+    const char *redact_json;
+    herald_before_store_fn before_store; /* NULL: none */
+    void *before_store_userdata;
 } herald_options;
 
 /* Fill `opts` with the defaults listed above. Not thread-safe on the same
@@ -259,10 +284,12 @@ HERALD_EXPORT herald_status herald_flush(herald_client *c, int timeout_ms);
  * on disk. Must not race with other calls on the same client. */
 HERALD_EXPORT herald_status herald_close(herald_client *c, int timeout_ms);
 
-/* Copy the client's last error message (from a failed call or a delivery
- * failure) into buf, NUL-terminated and truncated to buflen. With c == NULL,
- * copies the reason of this thread's last failed herald_open*(). Returns the
- * full message length (like snprintf). Thread-safe. */
+/* Copy an error message into buf, NUL-terminated and truncated to buflen:
+ * the reason of this thread's last failed call on c, kept per thread so that
+ * other threads cannot overwrite it; if this thread has none, the client's
+ * last error (from any thread, or the delivery thread). With c == NULL, the
+ * reason of this thread's last failed herald_open*(). Returns the full
+ * message length (like snprintf). Thread-safe. */
 HERALD_EXPORT size_t herald_last_error(const herald_client *c, char *buf, size_t buflen);
 
 /* ------------------------------------------------------------------------ */
@@ -275,7 +302,8 @@ HERALD_EXPORT size_t herald_last_error(const herald_client *c, char *buf, size_t
  * returns. HERALD_OK means the event is durable (see herald_durability).
  * A message's "integrations" object picks destinations by name, as in
  * Segment: {"All": false, "main": true} sends to "main" only; {"backup":
- * false} to every destination but "backup".
+ * false} to every destination but "backup"; selecting none of the client's
+ * destinations is HERALD_E_INVALID_ARGUMENT.
  *
  * JSON arguments (properties, traits) must be a JSON object or NULL (an empty
  * object). Failures store nothing and return:
@@ -288,6 +316,9 @@ HERALD_EXPORT size_t herald_last_error(const herald_client *c, char *buf, size_t
  *   HERALD_E_STORAGE           the commit failed (disk full, I/O error)
  *   HERALD_E_CLOSED            the client is closing
  *   HERALD_E_NO_CONSENT        consent not granted under HERALD_CONSENT_DROP
+ *   HERALD_E_DROPPED           the before_store hook dropped the event
+ * Error messages never quote the caller's data (it may be what redaction
+ * exists to keep out of logs).
  * Thread-safe; no network I/O happens on the calling thread. */
 
 /* Track: {"type":"track","event":event,"properties":{...}} */
@@ -412,7 +443,9 @@ typedef struct herald_stats {
  * HERALD_E_INVALID_ARGUMENT, HERALD_E_STORAGE. Thread-safe. */
 HERALD_EXPORT herald_status herald_stats_get(herald_client *c, herald_stats *out);
 
-/* Stats as JSON: the fields of herald_stats (from the file), plus what this
+/* Stats as JSON: the fields of herald_stats (from the file), "redactions"
+ * (an object of counts per redaction rule, e.g. {"v1": 12, "k1": 3}; never
+ * the values) and "hook_dropped", plus what this
  * client holds in memory: "db_path", "consent" (bool), "last_error" (this
  * client's last error)
  * and "destinations": [{"name", "backend", "pending" (from the file),
@@ -428,7 +461,9 @@ HERALD_EXPORT herald_status herald_stats_json(herald_client *c, char **out);
 HERALD_EXPORT herald_status herald_dead_letters_json(herald_client *c, uint64_t limit, char **out);
 
 /* Queue dead letters again for their destination (destination NULL: all) and
- * remove them from the dead-letter table, in one transaction. Dead letters of
+ * remove them from the dead-letter table, in one transaction. Replayed events
+ * are not refused by the queue bounds (the caller asked for them); the bounds
+ * apply again from the next event on. Dead letters of
  * a destination this client does not have are left in place. *replayed (may
  * be NULL) receives the count. Errors: HERALD_E_STORAGE. */
 HERALD_EXPORT herald_status herald_dead_letters_replay(herald_client *c, const char *destination,
@@ -436,6 +471,11 @@ HERALD_EXPORT herald_status herald_dead_letters_replay(herald_client *c, const c
 
 /* Release memory returned by herald_*_json(). NULL is a no-op. */
 HERALD_EXPORT void herald_free(void *p);
+
+/* A malloc'ed copy of s that herald may later free (for before_store
+ * replacements from languages without malloc). NULL if s is NULL or out of
+ * memory. */
+HERALD_EXPORT char *herald_strdup(const char *s);
 
 #ifdef __cplusplus
 }

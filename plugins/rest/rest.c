@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include "backend.h"
+#include "herald/plugin.h"
 
 typedef struct rest_state {
     char *url;
@@ -23,19 +22,6 @@ typedef struct rest_state {
     int gzip;
     char *headers; /* "Name: value" lines joined by '\n' */
 } rest_state;
-
-static void format_now(int64_t unix_ms, char buf[25])
-{
-    time_t seconds = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    char text[64];
-    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(unix_ms % 1000));
-    memcpy(buf, text, 24);
-    buf[24] = '\0';
-}
 
 static char *base64(const char *in, size_t len)
 {
@@ -69,7 +55,7 @@ static int header_valid(const char *name, const char *value)
         if (!(*p > 0x20 && *p < 0x7f) || strchr("()<>@,;:\\\"/[]?={}", *p))
             return 0;
     for (const char *p = value; *p; p++)
-        if ((unsigned char)*p < 0x20 && *p != '\t')
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
             return 0;
     return 1;
 }
@@ -95,8 +81,10 @@ static void rest_destroy(void *state)
     free(s);
 }
 
-static int rest_create(const char *config_json, void **state, char *err, size_t errlen)
+static int rest_create(const char *config_json, uint32_t core_abi, void **state, char *err,
+                       size_t errlen)
 {
+    (void)core_abi;
     json_error_t jerr;
     json_t *config = json_loads(config_json ? config_json : "{}", 0, &jerr);
     if (!json_is_object(config)) {
@@ -208,24 +196,26 @@ static int rest_create(const char *config_json, void **state, char *err, size_t 
 static void rest_limits(const void *state, herald_backend_limits *out)
 {
     const rest_state *s = state;
-    memset(out, 0, sizeof *out);
     out->max_events_per_request = s->single ? 1 : 0;
+    out->max_request_bytes = 0;
+    out->max_event_bytes = 0;
     out->accepts_gzip = s->gzip;
+    out->max_concurrency = 0;
 }
 
 static int rest_encode(void *state, const herald_backend_batch *batch, herald_backend_request *out,
                        char *err, size_t errlen)
 {
     rest_state *s = state;
-    char sent_at[25];
-    format_now(batch->now_ms, sent_at);
+    char sent_at[32];
+    herald_format_timestamp_ms(batch->now_ms, sent_at, sizeof sent_at);
     /* Events are stored as serialized objects: splice them, never re-parse. */
     static const char head[] = "{\"batch\":[";
     static const char tail_fmt[] = "],\"sentAt\":\"%s\"}";
     size_t total = sizeof head + sizeof tail_fmt + sizeof sent_at + batch->count;
     for (size_t i = 0; i < batch->count; i++)
         total += batch->event_lengths[i];
-    char *body = malloc(total);
+    char *body = herald_alloc(total);
     if (body == NULL) {
         snprintf(err, errlen, "rest: out of memory");
         return -1;
@@ -238,7 +228,7 @@ static int rest_encode(void *state, const herald_backend_batch *batch, herald_ba
         while (n > 0 && event[n - 1] != '}')
             n--;
         if (n == 0) {
-            free(body);
+            herald_free(body);
             snprintf(err, errlen, "rest: stored event is not a JSON object");
             return -1;
         }
@@ -259,10 +249,8 @@ static int rest_encode(void *state, const herald_backend_batch *batch, herald_ba
     out->url = s->url;
     out->body = body;
     out->body_length = len;
-    out->headers = strdup(s->headers);
+    out->headers = herald_strdup(s->headers);
     if (out->headers == NULL) {
-        free(body);
-        out->body = NULL;
         snprintf(err, errlen, "rest: out of memory");
         return -1;
     }
@@ -278,7 +266,8 @@ static void rest_classify(void *state, const herald_backend_response *response,
 }
 
 static const herald_backend_v1 rest_backend = {
-    .abi_version = HERALD_BACKEND_ABI_VERSION,
+    .abi_version = HERALD_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(herald_backend_v1),
     .name = "rest",
     .create = rest_create,
     .destroy = rest_destroy,
@@ -287,7 +276,18 @@ static const herald_backend_v1 rest_backend = {
     .classify = rest_classify,
 };
 
+#ifdef HERALD_PLUGIN_MODULE
+/* Built as a loadable plugin (herald-backend-rest.so): the same source, the
+ * public entry point. */
+__attribute__((visibility("default"))) const herald_backend_v1 *herald_backend_entry_v1(void);
+const herald_backend_v1 *herald_backend_entry_v1(void)
+{
+    return &rest_backend;
+}
+#else
+const herald_backend_v1 *herald_backend_rest(void);
 const herald_backend_v1 *herald_backend_rest(void)
 {
     return &rest_backend;
 }
+#endif

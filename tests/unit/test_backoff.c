@@ -335,6 +335,18 @@ static void test_retry_after_garbage(void **state)
     free(big);
 }
 
+/* Regression (was a bug: the guard ran before each digit was appended, so
+ * up to 1000000009 s passed): delta-seconds over 100000000 s (three years)
+ * are out of range. */
+static void test_retry_after_over_three_years_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_ok("100000000", 0), 100000000000LL); /* the bound itself */
+    assert_rejected("100000001");
+    assert_rejected("999999999");
+    assert_rejected("1000000000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_retry_after_rfc850_and_asctime),
         cmocka_unit_test(test_http_date_forms),
         cmocka_unit_test(test_retry_after_garbage),
+        cmocka_unit_test(test_retry_after_over_three_years_refused),
     };
     return cmocka_run_group_tests_name("backoff", tests, NULL, NULL);
 }

@@ -51,6 +51,19 @@ static void test_options_init_defaults(void **state)
     assert_null(o.log);
     assert_null(o.log_userdata);
     assert_int_equal(o.log_level, HERALD_LOG_WARN);
+    assert_null(o.app_name);
+    assert_null(o.app_version);
+    assert_null(o.app_build);
+    assert_null(o.device_type);
+    assert_null(o.user_agent);
+    assert_int_equal(o.session_timeout_ms, 1800000);
+    assert_int_equal(o.session_start_events, 0);
+    assert_int_equal(o.consent_required, 0);
+    assert_int_equal(o.consent_policy, HERALD_CONSENT_HOLD);
+    assert_null(o.clock);
+    assert_null(o.clock_ctx);
+    assert_null(o.random);
+    assert_null(o.random_ctx);
     assert_int_equal(herald_options_init(NULL), HERALD_E_INVALID_ARGUMENT);
 }
 
@@ -117,6 +130,10 @@ static void test_options_check(void **state)
     BAD(max_concurrency, 0);
     BAD(max_concurrency, 257);
     GOOD(max_concurrency, 256);
+    BAD(session_timeout_ms, 999);
+    GOOD(session_timeout_ms, 1000);
+    GOOD(session_timeout_ms, 7u * 86400000u);
+    BAD(session_timeout_ms, 7u * 86400000u + 1);
 #undef BAD
 #undef GOOD
 
@@ -128,6 +145,10 @@ static void test_options_check(void **state)
     b.durability = (herald_durability)7;
     assert_int_equal(herald_options_check(&b, err, sizeof err), HERALD_E_CONFIG);
     assert_non_null(strstr(err, "durability"));
+    b = o;
+    b.consent_policy = (herald_consent_policy)2;
+    assert_int_equal(herald_options_check(&b, err, sizeof err), HERALD_E_CONFIG);
+    assert_non_null(strstr(err, "consent_policy"));
     b = o;
     b.destination_count = 2;
     b.destinations = NULL;
@@ -179,6 +200,34 @@ static void test_config_parse_values(void **state)
     herald_config_free(&storage);
     assert_null(storage.db_path);
     assert_null(storage.destinations);
+
+    /* Context, session and consent options. */
+    o = defaults();
+    const char *more = "{\"app_name\":\"demo\",\"app_version\":\"1.2\",\"app_build\":\"77\","
+                       "\"device_type\":\"kiosk\",\"user_agent\":\"demo/1.2\","
+                       "\"session_timeout_ms\":60000,\"session_start_events\":true,"
+                       "\"consent_required\":true,\"consent_policy\":\"drop\"}";
+    assert_int_equal(herald_config_parse(more, &o, &storage, err, sizeof err), HERALD_OK);
+    assert_string_equal(o.app_name, "demo");
+    assert_string_equal(o.app_version, "1.2");
+    assert_string_equal(o.app_build, "77");
+    assert_string_equal(o.device_type, "kiosk");
+    assert_string_equal(o.user_agent, "demo/1.2");
+    assert_int_equal(o.session_timeout_ms, 60000);
+    assert_int_equal(o.session_start_events, 1);
+    assert_int_equal(o.consent_required, 1);
+    assert_int_equal(o.consent_policy, HERALD_CONSENT_DROP);
+    herald_config_free(&storage);
+    o = defaults();
+    assert_int_equal(herald_config_parse("{\"consent_policy\":\"hold\",\"app_name\":\"a\","
+                                         "\"app_name\":\"b\"}",
+                                         &o, &storage, err, sizeof err),
+                     HERALD_E_INVALID_JSON);
+    assert_int_equal(herald_config_parse("{\"consent_policy\":\"hold\"}", &o, &storage, err,
+                                         sizeof err),
+                     HERALD_OK);
+    assert_int_equal(o.consent_policy, HERALD_CONSENT_HOLD);
+    herald_config_free(&storage);
 
     /* Keys not given keep the values already in opts. */
     o = defaults();
@@ -236,6 +285,14 @@ static void test_config_parse_errors(void **state)
     assert_parse_fails("{\"max_queue_events\":0}", HERALD_E_CONFIG, "max_queue_events");
     assert_parse_fails("{\"struct_size\":1}", HERALD_E_CONFIG, "struct_size");
     assert_parse_fails("{\"log\":null}", HERALD_E_CONFIG, "log");
+    assert_parse_fails("{\"consent_policy\":\"maybe\"}", HERALD_E_CONFIG, "consent_policy");
+    assert_parse_fails("{\"consent_required\":1}", HERALD_E_CONFIG, "consent_required");
+    assert_parse_fails("{\"session_timeout_ms\":10}", HERALD_E_CONFIG, "session_timeout_ms");
+    assert_parse_fails("{\"app_name\":5}", HERALD_E_CONFIG, "app_name");
+    assert_parse_fails("{\"clock\":null}", HERALD_E_CONFIG, "clock");
+    /* Strings stored before an error are released (checked under ASan). */
+    assert_parse_fails("{\"app_name\":\"x\",\"user_agent\":\"y\",\"nope\":1}", HERALD_E_CONFIG,
+                       "nope");
     assert_parse_fails("{\"destinations\":{}}", HERALD_E_CONFIG, "destinations");
     assert_parse_fails("{\"destinations\":[1]}", HERALD_E_CONFIG, "destinations[0]");
     assert_parse_fails("{\"destinations\":[{\"backend\":\"rest\"}]}", HERALD_E_CONFIG, "name");
@@ -401,6 +458,12 @@ static void test_destination_settings_errors(void **state)
                                                        &backend_json, err, sizeof err),
                      HERALD_OK);
     assert_string_equal(backend_json, "{\"max_event_bytes\":1000}");
+    free(backend_json);
+    herald_delivery_settings_free(&s);
+    assert_int_equal(herald_destination_settings_parse(&o, "{\"session_timeout_ms\":5000}", &s,
+                                                       &backend_json, err, sizeof err),
+                     HERALD_OK);
+    assert_string_equal(backend_json, "{\"session_timeout_ms\":5000}");
     free(backend_json);
     herald_delivery_settings_free(&s);
 }

@@ -1,10 +1,7 @@
 /* Unit tests: the durable queue (src/queue.c) on temp files — migrations,
  * corrupt files, bounds under both overflow policies, settlement, fetch,
  * metadata, adoption, dead letters and replay. State is checked through a
- * separate SQLite connection to the same file.
- *
- * Tests named test_BUG_* expose a bug in src/ and fail until it is fixed
- * (each says which); HERALD_SKIP_KNOWN_BUGS=1 skips them. */
+ * separate SQLite connection to the same file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,13 +22,6 @@
 #include <unistd.h>
 
 #include "queue.h"
-
-static void known_bug(void)
-{
-    const char *e = getenv("HERALD_SKIP_KNOWN_BUGS");
-    if (e != NULL && *e != '\0' && strcmp(e, "0") != 0)
-        skip();
-}
 
 /* ---- fixture: a temp dir with one queue path ---- */
 
@@ -253,6 +243,15 @@ static void push_n(fx *f, int64_t now, size_t length, int n, const char *const *
         fail_msg("push %d: %d %s", n, st, f->err);
 }
 
+static void push_text(fx *f, const char *body, const char *const *dests, size_t n)
+{
+    uint64_t ev = 0;
+    herald_status st = herald_queue_push(f->q, 1000, "track", body, strlen(body), dests, n, 0, NULL,
+                                         0, &ev, f->err, sizeof f->err);
+    if (st != HERALD_OK)
+        fail_msg("push %s: %d %s", body, st, f->err);
+}
+
 static herald_settlement settlement(herald_settle_kind kind, const int64_t *ids, size_t n,
                                     int64_t now)
 {
@@ -350,6 +349,78 @@ static void test_zero_byte_file_is_migrated(void **state)
     close(fd);
     open_queue(f);
     assert_schema_current(f);
+}
+
+/* The schema as version 1 wrote it (events without AUTOINCREMENT). */
+static const char v1_schema[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+    "CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE events(id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
+    " type TEXT NOT NULL, bytes INTEGER NOT NULL, body BLOB NOT NULL);"
+    "CREATE TABLE outbox(dest TEXT NOT NULL, event_id INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(dest, event_id)) WITHOUT ROWID;"
+    "CREATE INDEX outbox_event ON outbox(event_id);"
+    "CREATE TABLE dead_letters(id INTEGER PRIMARY KEY, event_id INTEGER, dest TEXT NOT NULL,"
+    " failed_at INTEGER NOT NULL, http_status INTEGER NOT NULL, reason TEXT NOT NULL,"
+    " response TEXT, body BLOB NOT NULL);"
+    "PRAGMA user_version = 1;";
+
+static void test_migrates_v1_file_keeping_data(void **state)
+{
+    fx *f = *state;
+    if (HERALD_QUEUE_SCHEMA_VERSION < 2)
+        skip();
+    db_exec(f->path, v1_schema);
+    db_exec(f->path,
+            "INSERT INTO events VALUES (5, 1000, 'track', 9, CAST('{\"n\":5}  ' AS BLOB));"
+            "INSERT INTO events VALUES (7, 1001, 'page', 9, CAST('{\"n\":7}  ' AS BLOB));"
+            "INSERT INTO outbox VALUES ('a', 5, 2, 4000), ('a', 7, 0, 0), ('b', 7, 0, 0);"
+            "INSERT INTO meta VALUES ('anonymous_id', 'anon-v1');"
+            "INSERT INTO counters VALUES ('accepted', 2), ('sent', 11);"
+            "INSERT INTO dead_letters VALUES (1, 3, 'a', 900, 400, 'HTTP 400', NULL, "
+            "CAST('{\"n\":3}' AS BLOB));");
+    open_queue(f);
+    assert_schema_current(f);
+    /* Everything is kept, ids included. */
+    assert_int_equal(count_rows(f, "events"), 2);
+    assert_int_equal(db_int(f->path, "SELECT sum(id) FROM events", NULL), 12);
+    assert_int_equal(count_rows(f, "outbox"), 3);
+    assert_int_equal(db_int(f->path, "SELECT attempts FROM outbox WHERE event_id = 5", NULL), 2);
+    assert_int_equal(count_rows(f, "dead_letters"), 1);
+    char *v = NULL;
+    assert_int_equal(herald_queue_meta_get(f->q, "anonymous_id", &v), HERALD_OK);
+    assert_string_equal(v, "anon-v1");
+    free(v);
+    herald_stats st = stats_of(f);
+    assert_int_equal(st.queued, 2);
+    assert_int_equal(st.queued_bytes, 18);
+    assert_int_equal(st.accepted, 2);
+    assert_int_equal(st.sent, 11);
+    assert_int_equal(st.pending, 3);
+    herald_queue_row *rows = NULL;
+    size_t n = 0;
+    fetch(f, "a", 5000, 10, &rows, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].event_id, 5);
+    assert_int_equal(rows[0].attempts, 2);
+    assert_string_equal(rows[0].body, "{\"n\":5}  ");
+    herald_queue_rows_free(rows, n);
+    /* New events continue after the migrated ones, and a deleted newest id
+     * is not handed out again. */
+    push_n(f, 2000, 40, 8, ONE_DEST, 1);
+    int64_t id8 = db_int(f->path, "SELECT max(id) FROM events", NULL);
+    assert_true(id8 > 7);
+    int64_t ids[] = {id8};
+    herald_settlement s = settlement(HERALD_SETTLE_ACK, ids, 1, 3000);
+    assert_int_equal(herald_queue_settle(f->q, "a", &s, NULL, NULL), HERALD_OK);
+    push_n(f, 2000, 40, 9, ONE_DEST, 1);
+    assert_true(db_int(f->path, "SELECT max(id) FROM events", NULL) > id8);
+    /* Reopening a migrated file changes nothing. */
+    close_queue(f);
+    open_queue(f);
+    assert_schema_current(f);
+    assert_int_equal(count_rows(f, "events"), 3);
 }
 
 static void test_newer_schema_refused(void **state)
@@ -1062,17 +1133,12 @@ static void test_settle_dead(void **state)
     assert_int_equal(count_rows(f, "events"), 0);
 }
 
-/* BUG (src/queue.c, herald_queue_settle, HERALD_SETTLE_DEAD branch, and
- * dead_letter()): a DEAD settlement for an event the destination no longer
- * holds (e.g. evicted by drop_oldest while its request was in flight)
- * inserts nothing, yet `dead++` runs unconditionally, so *dead and the
- * "dead" counter count a dead letter that does not exist (the eviction
- * already counted it). The RETRY branch checks for the row ("settled
- * elsewhere"); the DEAD branch should too. Expected dead == 0. */
-static void test_BUG_settle_dead_of_missing_event_counts_nothing(void **state)
+/* Regression (was a bug: `dead++` ran unconditionally): a DEAD settlement
+ * for an event the destination no longer holds (acked, or evicted while its
+ * request was in flight) moves and counts nothing. */
+static void test_settle_dead_of_missing_event_counts_nothing(void **state)
 {
     fx *f = *state;
-    known_bug();
     open_queue(f);
     push_n(f, 1000, 40, 1, ONE_DEST, 1);
     int64_t ids[] = {1, 42};
@@ -1089,20 +1155,13 @@ static void test_BUG_settle_dead_of_missing_event_counts_nothing(void **state)
     assert_int_equal(st.dead, 0);
 }
 
-/* BUG (src/queue.c, migrations[0]: "CREATE TABLE events(id INTEGER PRIMARY
- * KEY, ...)" without AUTOINCREMENT): SQLite gives a new row max(rowid) + 1,
- * so once the event with the largest id is deleted (evicted by drop_oldest,
- * erased by herald_erase_user, ...) the next event gets the same id. Outbox
- * rows, settlements and the delivery thread's in-flight list all identify
- * events by id, so the late answer to a request for the deleted event is
- * applied to the new one: an ACK deletes the new event's outbox row and
- * counts it as sent although it was never sent (silent loss), a DEAD
- * dead-letters it. Expected: ids are never reused (AUTOINCREMENT, or a
- * counter in meta), so the stale ACK below settles nothing. */
-static void test_BUG_event_ids_not_reused_after_delete(void **state)
+/* Regression (was a bug: "events(id INTEGER PRIMARY KEY)" without
+ * AUTOINCREMENT handed out max(id) + 1, so the next event took the id of an
+ * evicted or erased newest event, and a late ACK for the old one settled the
+ * new one, losing it). Ids are never reused. */
+static void test_event_ids_not_reused_after_delete(void **state)
 {
     fx *f = *state;
-    known_bug();
     f->cfg.max_events = 1;
     open_queue(f);
     push_n(f, 1000, 40, 1, ONE_DEST, 1);
@@ -1121,6 +1180,18 @@ static void test_BUG_event_ids_not_reused_after_delete(void **state)
     assert_int_equal(count_rows(f, "outbox"), 1); /* event 2 still owed */
     assert_int_equal(sent, 0);
     assert_int_not_equal(new_id, in_flight);
+
+    /* Erasing the newest event does not free its id either, not even
+     * across a reopen. */
+    push_text(f, "{\"anonymousId\":\"gone\"}", ONE_DEST, 1);
+    int64_t erased_id = db_int(f->path, "SELECT max(id) FROM events", NULL);
+    uint64_t erased = 0;
+    assert_int_equal(herald_queue_erase_ids(f->q, "gone", NULL, NULL, 0, &erased), HERALD_OK);
+    assert_int_equal(erased, 1);
+    close_queue(f);
+    open_queue(f);
+    push_n(f, 3000, 40, 3, ONE_DEST, 1);
+    assert_true(db_int(f->path, "SELECT max(id) FROM events", NULL) > erased_id);
 }
 
 /* ---- metadata, counters, adoption ---- */
@@ -1334,14 +1405,6 @@ static void test_push_writes_metadata_atomically(void **state)
     assert_null(v);
 }
 
-static void push_text(fx *f, const char *body, const char *const *dests, size_t n)
-{
-    uint64_t ev = 0;
-    herald_status st = herald_queue_push(f->q, 1000, "track", body, strlen(body), dests, n, 0, NULL,
-                                         0, &ev, f->err, sizeof f->err);
-    if (st != HERALD_OK)
-        fail_msg("push %s: %d %s", body, st, f->err);
-}
 
 static void test_erase_ids(void **state)
 {
@@ -1522,6 +1585,7 @@ int main(void)
         T(test_migrates_empty_v0_file),
         T(test_migrates_v0_file_keeping_foreign_tables),
         T(test_zero_byte_file_is_migrated),
+        T(test_migrates_v1_file_keeping_data),
         T(test_newer_schema_refused),
         T(test_garbage_file_moved_aside),
         T(test_reopen_keeps_data),
@@ -1542,8 +1606,8 @@ int main(void)
         T(test_settle_retry_without_counting),
         T(test_settle_retry_expired),
         T(test_settle_dead),
-        T(test_BUG_settle_dead_of_missing_event_counts_nothing),
-        T(test_BUG_event_ids_not_reused_after_delete),
+        T(test_settle_dead_of_missing_event_counts_nothing),
+        T(test_event_ids_not_reused_after_delete),
         T(test_meta),
         T(test_count_and_stats_struct_size),
         T(test_adopt_orphans),

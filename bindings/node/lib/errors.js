@@ -15,6 +15,7 @@ const STATUS = Object.freeze({
   HERALD_E_BACKEND: -11,
   HERALD_E_DISABLED: -12,
   HERALD_E_NO_CONSENT: -13,
+  HERALD_E_DROPPED: -14,
 });
 
 const NAMES = new Map(Object.entries(STATUS).map(([k, v]) => [v, k]));

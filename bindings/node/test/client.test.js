@@ -56,6 +56,7 @@ describe('client', () => {
     h.reset();
     h.track('After Reset');
     assert.equal(await h.flush(15000), true);
+    assert.ok(await receiver.waitForEvents(10));
 
     const ev = receiver.events;
     assert.equal(ev.length, 10, JSON.stringify(ev.map((e) => e.type)));
@@ -115,6 +116,7 @@ describe('client', () => {
     h.alias('old-id', 'new-id', { messageId: 'msg-alias', timestamp: ts });
     h.track('No Override', {}, { userId: undefined });   // all-undefined overrides: typed call
     assert.equal(await h.flush(15000), true);
+    assert.ok(await receiver.waitForEvents(8));
 
     const got = Object.fromEntries(receiver.events.map((e) => [e.messageId, e]));
     const t = got['msg-track-1'];
@@ -146,6 +148,7 @@ describe('client', () => {
     const h = client();
     h.send({ type: 'track', event: 'Raw', messageId: 'raw-1', properties: { n: 10n } });
     assert.equal(await h.flush(10000), true);
+    assert.ok(await receiver.waitForEvents(1));
     assert.equal(receiver.events.length, 1);
     assert.equal(receiver.events[0].messageId, 'raw-1');
     assert.deepEqual(receiver.events[0].properties, { n: 10 });
@@ -181,6 +184,7 @@ describe('client', () => {
     assert.ok(s.requests >= 1 && s.bytes_raw > 0);
     assert.deepEqual(h.deadLetters(), []);
     assert.equal(h.replayDeadLetters(), 0);
+    assert.ok(await receiver.waitForEvents(25));
     assert.equal(receiver.events.length, 25);
   });
 
@@ -221,8 +225,19 @@ describe('client', () => {
     h.setConsent(true);
     assert.equal(h.getConsent(), true);
     assert.equal(await h.flush(10000), true);
+    assert.ok(await receiver.waitForEvents(1));
     assert.deepEqual(receiver.events.map((e) => e.event), ['Held']);
     assert.equal(typeof h.eraseUser(), 'number');
+  });
+
+  test('without library or HERALD_LIBRARY, the system loader finds libherald.so.0', () => {
+    const { spawnSync } = require('node:child_process');
+    const env = { ...process.env, LD_LIBRARY_PATH: path.dirname(LIBRARY) };
+    delete env.HERALD_LIBRARY;
+    const r = spawnSync(process.execPath, ['-e', "console.log(require('herald').libraryVersion())"],
+      { cwd: path.join(__dirname, '..'), env, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '0.1.0');
   });
 
   test('ESM import works', async () => {

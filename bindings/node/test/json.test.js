@@ -57,6 +57,7 @@ describe('json conversion', () => {
     };
     h.track('Types', props);
     assert.equal(await h.flush(10000), true);
+    assert.ok(await receiver.waitForEvents(1));
     assert.equal(receiver.events.length, 1);
     const ev = receiver.events[0];
     const p = ev.properties;

@@ -16,9 +16,9 @@ or the system's libherald.so.0). See docs/python.md.
 from typing import Optional
 
 from ._client import OVERRIDES, Client
-from ._errors import (BackendError, Closed, ConfigError, Disabled, Error, InvalidArgument,
-                      InvalidJSON, NoConsent, NoMemory, NotObject, QueueFull, SerializationError,
-                      StorageError, Timeout, TooLarge, STATUS_NAMES, ERROR_CLASSES)
+from ._errors import (ERROR_CLASSES, STATUS_NAMES, BackendError, Closed, ConfigError, Disabled,
+                      Dropped, Error, InvalidArgument, InvalidJSON, NoConsent, NoMemory,
+                      NotObject, QueueFull, SerializationError, StorageError, Timeout, TooLarge)
 from ._json import to_json
 from ._lib import load as _load
 
@@ -27,8 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "Error", "InvalidArgument", "SerializationError", "InvalidJSON", "NotObject",
     "TooLarge", "QueueFull", "StorageError", "NoMemory", "ConfigError", "Timeout", "Closed",
-    "BackendError", "Disabled", "NoConsent", "STATUS_NAMES", "ERROR_CLASSES", "OVERRIDES", "library_version",
-    "to_json", "__version__",
+    "BackendError", "Disabled", "NoConsent", "Dropped", "STATUS_NAMES", "ERROR_CLASSES",
+    "OVERRIDES", "library_version", "to_json", "__version__",
 ]
 
 

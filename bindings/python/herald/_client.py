@@ -170,16 +170,17 @@ class Client:
         self._call(self._lib.herald_send, to_json(message, ""))
 
     # -- events ---------------------------------------------------------------
-    def track(self, event: str, properties: Optional[Mapping[str, Any]] = None,
+    def track(self, name: str, properties: Optional[Mapping[str, Any]] = None,
               **overrides: Any) -> None:
-        """Queue a track event. Raises herald.Error subclasses (see docs)."""
+        """Queue a track event named `name` ("Order Completed"). Raises
+        herald.Error subclasses (docs/python.md)."""
         if overrides:
-            _cstr(event, "event")
-            msg: Dict[str, Any] = {"type": "track", "event": event}
+            _cstr(name, "event name")
+            msg: Dict[str, Any] = {"type": "track", "event": name}
             if _obj(properties, "properties"):
                 msg["properties"] = properties
             return self._send("track", msg, overrides)
-        self._call(self._lib.herald_track, _cstr(event, "event"),
+        self._call(self._lib.herald_track, _cstr(name, "event name"),
                    object_json(properties, "properties"))
 
     def page(self, name: Optional[str] = None, properties: Optional[Mapping[str, Any]] = None,

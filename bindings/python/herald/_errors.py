@@ -17,6 +17,7 @@ E_CLOSED = -10
 E_BACKEND = -11
 E_DISABLED = -12
 E_NO_CONSENT = -13
+E_DROPPED = -14
 
 STATUS_NAMES: Dict[int, str] = {
     E_INVALID_ARGUMENT: "INVALID_ARGUMENT",
@@ -32,6 +33,7 @@ STATUS_NAMES: Dict[int, str] = {
     E_BACKEND: "BACKEND",
     E_DISABLED: "DISABLED",
     E_NO_CONSENT: "NO_CONSENT",
+    E_DROPPED: "DROPPED",
 }
 
 
@@ -155,6 +157,12 @@ class NoConsent(Error):
     name = "NO_CONSENT"
 
 
+class Dropped(Error):
+    """A before_store hook (set through the C API) dropped the event."""
+    code = E_DROPPED
+    name = "DROPPED"
+
+
 ERROR_CLASSES: Dict[int, Type[Error]] = {
     E_INVALID_ARGUMENT: InvalidArgument,
     E_INVALID_JSON: InvalidJSON,
@@ -169,6 +177,7 @@ ERROR_CLASSES: Dict[int, Type[Error]] = {
     E_BACKEND: BackendError,
     E_DISABLED: Disabled,
     E_NO_CONSENT: NoConsent,
+    E_DROPPED: Dropped,
 }
 
 

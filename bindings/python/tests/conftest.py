@@ -102,6 +102,14 @@ def make_client(tmp_path):
     f.close_all()
 
 
+def events(receiver, n, timeout=10.0):
+    """The receiver's accepted events once at least n distinct messageIds
+    arrived: a flush returns when the receiver has answered, which can be a
+    moment before the receiver has recorded what it answered."""
+    receiver.wait_for_events(n, timeout)
+    return list(receiver.events)
+
+
 def wait_until(pred, timeout, step=0.02):
     deadline = time.monotonic() + timeout
     while True:

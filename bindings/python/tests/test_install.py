@@ -42,3 +42,22 @@ def test_pip_install_into_a_venv(tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env2,
                        timeout=60, cwd=str(tmp_path))
     assert p.returncode == 0 and p.stdout.strip() == "0.1.0", p.stdout
+
+
+def test_system_loader_fallback(tmp_path):
+    """Without library= or HERALD_LIBRARY, libherald.so.0 is found by the
+    system loader (here through LD_LIBRARY_PATH, as after an install)."""
+    env = {k: v for k, v in os.environ.items() if k != "HERALD_LIBRARY"}
+    env["LD_LIBRARY_PATH"] = str(LIBRARY.parent)
+    env["PYTHONPATH"] = str(BINDING)
+    p = subprocess.run([sys.executable, "-c",
+                        "import herald, sys; print(herald.library_version())"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                       timeout=60, cwd=str(tmp_path))
+    assert p.returncode == 0 and p.stdout.strip() == "0.1.0", p.stdout
+    env.pop("LD_LIBRARY_PATH")
+    env["HERALD_LIBRARY"] = str(tmp_path / "missing.so")
+    p = subprocess.run([sys.executable, "-c", "import herald; herald.library_version()"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                       timeout=60, cwd=str(tmp_path))
+    assert p.returncode != 0 and "ConfigError" in p.stdout and "missing.so" in p.stdout

@@ -9,6 +9,7 @@ from collections import OrderedDict
 import pytest
 
 import herald
+from conftest import events
 
 UTC = datetime.timezone.utc
 
@@ -44,7 +45,7 @@ def test_values_arrive_as_json(make_client, receiver):
     }
     c.track("Types", props)
     assert c.flush(10)
-    (e,) = receiver.events
+    (e,) = events(receiver, 1)
     p = e["properties"]
     assert p["str"] == "héllo ✓ 𝄞"
     assert p["int"] == 42 and p["neg"] == -7

@@ -10,7 +10,7 @@ import threading
 import time
 
 import herald
-from conftest import HERE, FAST, child_env, dest
+from conftest import HERE, FAST, child_env, dest, events
 
 
 def test_sigkill_mid_stream_loses_no_accepted_event(receiver, tmp_path):
@@ -61,7 +61,7 @@ def test_sigkill_mid_stream_loses_no_accepted_event(receiver, tmp_path):
             assert c.flush(30), "run %d: reopen + flush did not drain: %s" % (run, c.stats())
 
     seqs = {}
-    for m in receiver.events:
+    for m in events(receiver, len(accepted)):
         s = m["properties"]["seq"]
         seqs[s] = seqs.get(s, 0) + 1
     lost = sorted(accepted - set(seqs))

@@ -6,6 +6,7 @@ import time
 import pytest
 
 import herald
+from conftest import events
 
 
 def test_many_threads_track_concurrently(make_client, receiver):
@@ -40,7 +41,8 @@ def test_many_threads_track_concurrently(make_client, receiver):
     f.join(60)
     assert not errors, errors[:3]
     assert c.flush(30)
-    got = {(e["properties"]["t"], e["properties"]["i"]) for e in receiver.events}
+    got = {(e["properties"]["t"], e["properties"]["i"])
+           for e in events(receiver, n_threads * per_thread)}
     assert got == {(t, i) for t in range(n_threads) for i in range(per_thread)}
     assert not receiver.duplicates()
     assert c.stats()["accepted"] == n_threads * per_thread
@@ -77,6 +79,7 @@ def test_close_while_other_threads_call(make_client, receiver):
         th.join(10)
     assert not outcomes["other"], outcomes["other"][:3]
     assert outcomes["closed"] == 4
+    events(receiver, outcomes["ok"])
     assert len(receiver.accepted_ids()) == outcomes["ok"]
 
 
