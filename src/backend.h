@@ -10,6 +10,8 @@
 
 /* Built-in backends (plugins/<name>/), registered statically. */
 const herald_backend_v1 *herald_backend_rest(void);
+const herald_backend_v1 *herald_backend_plausible(void);
+const herald_backend_v1 *herald_backend_umami(void);
 
 /* A backend in use: its vtable, and the shared object it came from (NULL for
  * a built-in). */

@@ -332,6 +332,7 @@ static void settle(herald_client *c, transfer *t, const int64_t *ids, size_t cou
     switch (kind) {
     case HERALD_VERDICT_OK:
         s.kind = HERALD_SETTLE_ACK;
+        s.dropped = verdict->dropped < count ? verdict->dropped : count;
         d->consecutive_failures = 0;
         if (d->split_limit && (d->split_limit *= 2) >= d->settings.batch_max_events)
             d->split_limit = 0;

@@ -749,6 +749,8 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
      * again; one whose rows all went to dead letters was not. */
     if (rc == SQLITE_OK && (rescheduled > 0 || st->count == 0))
         rc = counter_add(q, "retried", (int64_t)st->retried);
+    if (rc == SQLITE_OK)
+        rc = counter_add(q, "server_dropped", (int64_t)st->dropped);
     if (rc == SQLITE_OK && dead > 0)
         rc = trim_dead_letters(q);
     if (rc == SQLITE_OK)
@@ -841,6 +843,7 @@ herald_status herald_queue_stats(herald_queue *q, herald_stats *out)
     s.bytes_raw = (uint64_t)counter_get(q, "bytes_raw");
     s.bytes_sent = (uint64_t)counter_get(q, "bytes_sent");
     s.consent_dropped = (uint64_t)counter_get(q, "consent_dropped");
+    s.server_dropped = (uint64_t)counter_get(q, "server_dropped");
     {
         sqlite3_stmt *h = NULL;
         if (sqlite3_prepare_v2(q->db, "SELECT count(*) FROM outbox WHERE next_at = ?1", -1, &h,

@@ -130,6 +130,7 @@ typedef struct herald_settlement {
     uint64_t bytes_raw;
     uint64_t bytes_sent;
     uint64_t retried;
+    uint64_t dropped;          /* the server discarded this many (ACK only) */
 } herald_settlement;
 
 /* Apply a settlement in one transaction. *sent and *dead (may be NULL)

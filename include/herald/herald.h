@@ -437,6 +437,8 @@ typedef struct herald_stats {
     uint64_t bytes_sent;      /* request bodies as sent */
     uint64_t held;            /* deliveries held until consent is granted */
     uint64_t consent_dropped; /* calls refused under HERALD_CONSENT_DROP */
+    uint64_t server_dropped;  /* events a server accepted but discarded (bot filter,
+                                 X-Plausible-Dropped): delivered, never retried */
 } herald_stats;
 
 /* Fill `out` (whose struct_size the caller sets). Errors:
