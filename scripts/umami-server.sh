@@ -63,6 +63,71 @@ as_pg() {
   fi
 }
 
+# The build steps, in a process of their own so that set -e holds in them.
+build_in() {
+  local work=$1
+  cd "$work"
+  npm pack --silent "umami@$UMAMI_VERSION" >/dev/null
+  tar xzf "umami-$UMAMI_VERSION.tgz"
+  cd package
+  # sharp (via @netlify/plugin-nextjs) downloads libvips from GitHub: not needed.
+  npm pkg delete devDependencies.@netlify/plugin-nextjs
+  # No lifecycle scripts (Prisma's would fetch engines from binaries.prisma.sh); add
+  # Prisma's pg driver adapter of the same version as @prisma/client (5.7.0).
+  npm install --no-audit --no-fund --legacy-peer-deps --ignore-scripts --loglevel=error \
+    @prisma/adapter-pg@5.7.0 @prisma/driver-adapter-utils@5.7.0 pg@8.11.3 >&2
+  # Prisma: the WASM query engine shipped inside @prisma/client 5.7.0.
+  # db/postgresql -> prisma/ (the script picks the directory by database type).
+  DATABASE_TYPE=postgresql node scripts/copy-db-files.js >&2
+  python3 - <<'PY'
+p = 'prisma/schema.prisma'
+s = open(p).read()
+old = 'provider = "prisma-client-js"\n'
+assert old in s
+s = s.replace(old, old + '  previewFeatures = ["driverAdapters"]\n  engineType = "wasm"\n', 1)
+open(p, 'w').write(s)
+PY
+  mkdir -p .prisma-placeholders
+  touch .prisma-placeholders/{schema-engine,query-engine,libquery_engine.so.node}
+  chmod +x .prisma-placeholders/{schema-engine,query-engine}
+  PRISMA_SCHEMA_ENGINE_BINARY=$PWD/.prisma-placeholders/schema-engine \
+  PRISMA_QUERY_ENGINE_BINARY=$PWD/.prisma-placeholders/query-engine \
+  PRISMA_QUERY_ENGINE_LIBRARY=$PWD/.prisma-placeholders/libquery_engine.so.node \
+    npx prisma generate --no-engine >&2
+  test -f node_modules/.prisma/client/query-engine.wasm
+  # @umami/prisma-client: use the pg adapter; spread raw-query parameters.
+  python3 - <<'PY'
+p = 'node_modules/@umami/prisma-client/dist/index.js'
+s = open(p).read()
+old = '  const client2 = new client$2.PrismaClient({\n    errorFormat: "pretty",'
+assert old in s
+s = s.replace(old, '''  const { Pool } = require("pg");
+  const { PrismaPg } = require("@prisma/adapter-pg");
+  const client2 = new client$2.PrismaClient({
+    adapter: new PrismaPg(new Pool({ connectionString: process.env.DATABASE_URL })),
+    errorFormat: "pretty",''', 1)
+assert s.count('$queryRawUnsafe(query, params)') == 2
+s = s.replace('$queryRawUnsafe(query, params)', '$queryRawUnsafe(query, ...params)')
+open(p, 'w').write(s)
+PY
+  # Upstream bug in 2.10.0: identify writes `key` instead of `sessionKey` (500).
+  sed -i 's/^    key: a.key,$/    sessionKey: a.key,/' \
+    src/queries/analytics/sessions/saveSessionData.ts
+  grep -q 'sessionKey: a.key' src/queries/analytics/sessions/saveSessionData.ts
+  npx next build >&2
+  cp node_modules/.prisma/client/query-engine.wasm \
+    .next/standalone/node_modules/.prisma/client/
+  # Keep only what runs (57 MB) and the migration SQL.
+  mkdir -p "$work/out"
+  mv .next/standalone "$work/out/standalone"
+  mkdir -p "$work/out/migrations"
+  for d in prisma/migrations/*/; do
+    cp "$d/migration.sql" "$work/out/migrations/$(basename "$d").sql"
+  done
+  ls "$work"/out/migrations/*.sql >/dev/null
+  touch "$work/out/.complete"
+}
+
 # ---- build (cached) ----------------------------------------------------------------
 build() {
   if [ -f "$BUILT/.complete" ]; then
@@ -77,68 +142,10 @@ build() {
   work=$(mktemp -d "$CACHE/build.XXXXXX")
   log "building Umami $UMAMI_VERSION in $work (a few minutes; cached afterwards)"
   local start=$SECONDS
-  (
-    set -euo pipefail
-    cd "$work"
-    npm pack --silent "umami@$UMAMI_VERSION" >/dev/null
-    tar xzf "umami-$UMAMI_VERSION.tgz"
-    cd package
-    # sharp (via @netlify/plugin-nextjs) downloads libvips from GitHub: not needed.
-    npm pkg delete devDependencies.@netlify/plugin-nextjs
-    # No lifecycle scripts (Prisma's would fetch engines from binaries.prisma.sh); add
-    # Prisma's pg driver adapter of the same version as @prisma/client (5.7.0).
-    npm install --no-audit --no-fund --legacy-peer-deps --ignore-scripts --loglevel=error \
-      @prisma/adapter-pg@5.7.0 @prisma/driver-adapter-utils@5.7.0 pg@8.11.3 >&2
-    # Prisma: the WASM query engine shipped inside @prisma/client 5.7.0.
-    node scripts/copy-db-files.js >&2
-    python3 - <<'PY'
-p = 'prisma/schema.prisma'
-s = open(p).read()
-old = 'provider = "prisma-client-js"\n'
-assert old in s
-s = s.replace(old, old + '  previewFeatures = ["driverAdapters"]\n  engineType = "wasm"\n', 1)
-open(p, 'w').write(s)
-PY
-    mkdir -p .prisma-placeholders
-    touch .prisma-placeholders/{schema-engine,query-engine,libquery_engine.so.node}
-    chmod +x .prisma-placeholders/{schema-engine,query-engine}
-    PRISMA_SCHEMA_ENGINE_BINARY=$PWD/.prisma-placeholders/schema-engine \
-    PRISMA_QUERY_ENGINE_BINARY=$PWD/.prisma-placeholders/query-engine \
-    PRISMA_QUERY_ENGINE_LIBRARY=$PWD/.prisma-placeholders/libquery_engine.so.node \
-      npx prisma generate --no-engine >&2
-    test -f node_modules/.prisma/client/query-engine.wasm
-    # @umami/prisma-client: use the pg adapter; spread raw-query parameters.
-    python3 - <<'PY'
-p = 'node_modules/@umami/prisma-client/dist/index.js'
-s = open(p).read()
-old = '  const client2 = new client$2.PrismaClient({\n    errorFormat: "pretty",'
-assert old in s
-s = s.replace(old, '''  const { Pool } = require("pg");
-  const { PrismaPg } = require("@prisma/adapter-pg");
-  const client2 = new client$2.PrismaClient({
-    adapter: new PrismaPg(new Pool({ connectionString: process.env.DATABASE_URL })),
-    errorFormat: "pretty",''', 1)
-assert s.count('$queryRawUnsafe(query, params)') == 2
-s = s.replace('$queryRawUnsafe(query, params)', '$queryRawUnsafe(query, ...params)')
-open(p, 'w').write(s)
-PY
-    # Upstream bug in 2.10.0: identify writes `key` instead of `sessionKey` (500).
-    sed -i 's/^    key: a.key,$/    sessionKey: a.key,/' \
-      src/queries/analytics/sessions/saveSessionData.ts
-    grep -q 'sessionKey: a.key' src/queries/analytics/sessions/saveSessionData.ts
-    npx next build >&2
-    cp node_modules/.prisma/client/query-engine.wasm \
-      .next/standalone/node_modules/.prisma/client/
-    # Keep only what runs (57 MB) and the migration SQL.
-    mkdir -p "$work/out"
-    mv .next/standalone "$work/out/standalone"
-    mkdir -p "$work/out/migrations"
-    for d in prisma/migrations/*/; do
-      [ -f "$d/migration.sql" ] && cp "$d/migration.sql" "$work/out/migrations/$(basename "$d").sql"
-    done
-    # The build records its own directory; the server is started from the cache.
-    touch "$work/out/.complete"
-  ) || { rm -rf "$work"; die "build failed"; }
+  if ! bash "$0" _build_in "$work"; then
+    rm -rf "$work"
+    die "build failed"
+  fi
   rm -rf "$BUILT"
   mv "$work/out" "$BUILT"
   rm -rf "$work"
@@ -216,6 +223,7 @@ PY
 
 case "${1:-}" in
   build) build ;;
+  _build_in) build_in "$2" ;;
   start) start ;;
   stop)
     state=${2:-${HERALD_UMAMI_STATE:-}}

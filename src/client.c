@@ -305,6 +305,109 @@ static void client_free(herald_client *c)
     free(c);
 }
 
+/* ---- fork() ----
+ * A child must never use its parent's SQLite connection, curl handles or
+ * delivery thread. pthread_atfork handlers hold every client's mutex across
+ * fork(), so no client is mid-operation in the child; the child marks each
+ * client, and the first call there reopens the queue and starts a delivery
+ * thread of its own. */
+
+static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static herald_client *registry;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&registry_mutex);
+    for (herald_client *c = registry; c; c = c->next_client)
+        pthread_mutex_lock(&c->mutex);
+}
+
+static void atfork_parent(void)
+{
+    for (herald_client *c = registry; c; c = c->next_client)
+        pthread_mutex_unlock(&c->mutex);
+    pthread_mutex_unlock(&registry_mutex);
+}
+
+static void atfork_child(void)
+{
+    for (herald_client *c = registry; c; c = c->next_client) {
+        c->forked = 1;
+        pthread_mutex_unlock(&c->mutex);
+    }
+    pthread_mutex_unlock(&registry_mutex);
+}
+
+static void atfork_register(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static void registry_add(herald_client *c)
+{
+    pthread_once(&atfork_once, atfork_register);
+    pthread_mutex_lock(&registry_mutex);
+    c->next_client = registry;
+    registry = c;
+    pthread_mutex_unlock(&registry_mutex);
+}
+
+static void registry_remove(herald_client *c)
+{
+    pthread_mutex_lock(&registry_mutex);
+    for (herald_client **p = &registry; *p; p = &(*p)->next_client) {
+        if (*p == c) {
+            *p = c->next_client;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_mutex);
+}
+
+/* In the child, with the mutex held: abandon what belongs to the parent and
+ * start afresh on the same file. */
+static herald_status after_fork(herald_client *c)
+{
+    c->forked = 0;
+    c->thread_started = 0; /* the parent's thread does not exist here */
+    c->multi = NULL;       /* its curl handles and sockets are the parent's */
+    c->transfers = NULL;
+    c->stop = 0;
+    c->flush_waiters = 0;
+    for (size_t i = 0; i < c->destination_count; i++) {
+        c->destinations[i].inflight_count = 0;
+        c->destinations[i].inflight_requests = 0;
+    }
+    if (c->lock_fd >= 0)
+        close(c->lock_fd); /* the parent keeps its delivery lock */
+    c->lock_fd = -1;
+    c->have_delivery_lock = 0;
+    herald_random_fill(&c->random, &c->random_state, sizeof c->random_state);
+    if (c->queue)
+        herald_queue_forget(c->queue);
+    c->queue = NULL;
+    char err[ERR_MAX] = "";
+    herald_status st = herald_queue_open(&c->queue, &c->queue_config, err, sizeof err);
+    if (st == HERALD_OK && c->options.deliver)
+        st = herald_delivery_start(c, err, sizeof err);
+    if (st != HERALD_OK) {
+        herald_client_set_error(c, "after fork: %s", err);
+        herald_log(&c->logger, HERALD_LOG_ERROR, "after fork: %s", err);
+    }
+    return st;
+}
+
+/* Take the client's mutex; in a fork()ed child, reinitialise first. Returns
+ * HERALD_E_STORAGE (mutex held) if the client has no usable queue. */
+static herald_status client_lock(herald_client *c)
+{
+    pthread_mutex_lock(&c->mutex);
+    if (c->forked)
+        after_fork(c);
+    return c->queue ? HERALD_OK : HERALD_E_STORAGE;
+}
+
 herald_status herald_open(herald_client **out, const herald_options *opts)
 {
     char err[ERR_MAX] = "";
@@ -384,6 +487,7 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     /* Destinations first: a configuration error must not create the file. */
     if ((st = destinations_create(c, opts, err, sizeof err)) != HERALD_OK)
         goto fail;
+    c->queue_config = qc;
     if ((st = herald_queue_open(&c->queue, &qc, err, sizeof err)) != HERALD_OK)
         goto fail;
     if ((st = load_identity(c, err, sizeof err)) != HERALD_OK)
@@ -398,6 +502,7 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
         goto fail;
     herald_log(&c->logger, HERALD_LOG_INFO, "opened %s with %zu destinations", c->db_path,
                c->destination_count);
+    registry_add(c);
     *out = c;
     return HERALD_OK;
 fail:
@@ -474,7 +579,10 @@ herald_status herald_flush(herald_client *c, int timeout_ms)
         return HERALD_E_DISABLED;
     struct timespec deadline = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
     herald_status st = HERALD_E_TIMEOUT;
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     c->flush_waiters++;
     herald_delivery_wake(c);
     for (;;) {
@@ -501,15 +609,22 @@ herald_status herald_close(herald_client *c, int timeout_ms)
 {
     if (c == NULL)
         return HERALD_OK;
+    /* A client being closed must not be touched by fork handlers. Taking the
+     * client's lock first settles a fork()ed child's state. */
+    pthread_mutex_lock(&c->mutex);
+    if (c->forked)
+        after_fork(c);
+    pthread_mutex_unlock(&c->mutex);
     herald_status st = HERALD_OK;
     if (c->options.deliver && timeout_ms > 0) {
         st = herald_flush(c, timeout_ms);
     } else {
         pthread_mutex_lock(&c->mutex);
-        st = herald_client_has_pending(c) ? HERALD_E_TIMEOUT : HERALD_OK;
+        st = c->queue == NULL || herald_client_has_pending(c) ? HERALD_E_TIMEOUT : HERALD_OK;
         pthread_mutex_unlock(&c->mutex);
     }
     herald_delivery_stop(c);
+    registry_remove(c);
     if (call_error.client == c)
         call_error.client = NULL; /* a later client may get the same address */
     client_free(c);
@@ -683,7 +798,10 @@ static herald_status enqueue(herald_client *c, json_t *message)
     int identify = type && strcmp(type, "identify") == 0;
     int group = type && strcmp(type, "group") == 0;
 
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     herald_status st = HERALD_OK;
     if (c->stop) {
         st = HERALD_E_CLOSED;
@@ -788,7 +906,10 @@ static herald_status enqueue(herald_client *c, json_t *message)
 /* Record a refused call whose arguments never became a message. */
 static herald_status refuse(herald_client *c, herald_status st, const char *fmt, const char *what)
 {
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return st;
+    }
     herald_client_set_error(c, fmt, what);
     call_error_set(c, c->last_error);
     herald_queue_count(c->queue, "rejected", 1);
@@ -917,7 +1038,10 @@ herald_status herald_reset(herald_client *c)
         return HERALD_E_INVALID_ARGUMENT;
     char fresh[64];
     herald_meta_update meta[5];
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     identity_clear(c, fresh, meta);
     uint64_t erased = 0;
     /* No ids to match: only the metadata changes, in one transaction. */
@@ -937,7 +1061,10 @@ herald_status herald_erase_user(herald_client *c, uint64_t *erased)
     char fresh[64];
     herald_meta_update meta[5];
     uint64_t n = 0;
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     identity_clear(c, fresh, meta);
     herald_status st = herald_queue_erase_ids(c->queue, c->anonymous_id, c->user_id, meta, 5, &n);
     if (st == HERALD_OK)
@@ -955,7 +1082,10 @@ herald_status herald_set_consent(herald_client *c, int granted)
     if (c == NULL)
         return HERALD_E_INVALID_ARGUMENT;
     uint64_t released = 0;
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     herald_status st = herald_queue_meta_set(c->queue, "consent", granted ? "granted" : "denied");
     if (st == HERALD_OK && granted)
         st = herald_queue_release_held(c->queue, &released);
@@ -973,7 +1103,10 @@ herald_status herald_get_consent(herald_client *c, int *granted)
 {
     if (c == NULL || granted == NULL)
         return HERALD_E_INVALID_ARGUMENT;
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     *granted = c->consent;
     pthread_mutex_unlock(&c->mutex);
     return HERALD_OK;
@@ -1001,7 +1134,10 @@ herald_status herald_stats_get(herald_client *c, herald_stats *out)
 {
     if (c == NULL || out == NULL || out->struct_size == 0)
         return HERALD_E_INVALID_ARGUMENT;
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     herald_status st = herald_queue_stats(c->queue, out);
     pthread_mutex_unlock(&c->mutex);
     return st;
@@ -1013,7 +1149,10 @@ herald_status herald_stats_json(herald_client *c, char **out)
         return HERALD_E_INVALID_ARGUMENT;
     *out = NULL;
     herald_stats s = {.struct_size = sizeof s};
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     herald_status st = herald_queue_stats(c->queue, &s);
     json_t *root = NULL;
     if (st == HERALD_OK) {
@@ -1067,7 +1206,10 @@ herald_status herald_dead_letters_json(herald_client *c, uint64_t limit, char **
 {
     if (c == NULL || out == NULL)
         return HERALD_E_INVALID_ARGUMENT;
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     herald_status st = herald_queue_dead_letters_json(c->queue, limit, out);
     pthread_mutex_unlock(&c->mutex);
     return st;
@@ -1079,7 +1221,10 @@ herald_status herald_dead_letters_replay(herald_client *c, const char *destinati
     if (c == NULL)
         return HERALD_E_INVALID_ARGUMENT;
     uint64_t n = 0;
-    pthread_mutex_lock(&c->mutex);
+    if (client_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
     herald_status st = herald_queue_replay(c->queue, destination, c->destination_names,
                                            c->destination_count, c->clock(c->clock_ctx), &n);
     if (st != HERALD_OK)

@@ -98,6 +98,9 @@ struct herald_client {
     uint32_t unsignaled;         /* events queued since the last wake-up */
     uint32_t wake_threshold;     /* wake the thread after this many */
     struct transfer *transfers;  /* requests in flight: delivery thread only */
+    herald_queue_config queue_config; /* to reopen the queue in a forked child */
+    int forked;                  /* set in a fork()ed child: reinitialise before use */
+    struct herald_client *next_client; /* the registry of open clients (fork handling) */
     int lock_fd;                 /* delivery lock: one delivering process per file */
     int have_delivery_lock;
 };

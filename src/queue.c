@@ -348,6 +348,13 @@ herald_status herald_queue_open(herald_queue **out, const herald_queue_config *c
     return HERALD_OK;
 }
 
+void herald_queue_forget(herald_queue *q)
+{
+    /* The sqlite3 handle and its statements are left as they are: memory
+     * only, never used again in this process. */
+    free(q);
+}
+
 void herald_queue_close(herald_queue *q)
 {
     if (q == NULL)

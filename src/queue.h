@@ -38,6 +38,11 @@ herald_status herald_queue_open(herald_queue **out, const herald_queue_config *c
                                 size_t errlen);
 void herald_queue_close(herald_queue *q);
 
+/* In a fork()ed child: release this process's memory of a queue opened by
+ * the parent without touching its SQLite connection (closing it could write
+ * to the file, which the parent still uses). */
+void herald_queue_forget(herald_queue *q);
+
 /* Metadata: *value is malloc'ed (caller frees) or NULL when absent. */
 herald_status herald_queue_meta_get(herald_queue *q, const char *key, char **value);
 /* value NULL deletes the key. */

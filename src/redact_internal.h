@@ -169,6 +169,7 @@ typedef struct redact_run {
     redact_buf normal;            /* hash input after normalisation */
     redact_buf custom;            /* NUL-terminated copy for regexec */
     redact_buf name;              /* redacted member name */
+    redact_buf leaf;              /* replacement of a scalar under a sensitive key */
 } redact_run;
 
 void redact_count(redact_run *run, unsigned rule);
@@ -177,6 +178,7 @@ void redact_count(redact_run *run, unsigned rule);
 #define RF_URL 0x01u      /* the whole string is a URL field (§2.2 url) */
 #define RF_NO_IP 0x02u    /* under a version or user-agent key: V6/V7 off */
 #define RF_IDENTITY 0x04u /* userId/groupId/previousId: pseudonymise when keyed */
+#define RF_SEGMENT 0x08u  /* a URL path segment: S4 and V rules only (§5.3) */
 
 /* Length of the marker that starts at s (s[0] == '['), or 0. Markers are the
  * texts this redactor can produce: [class], [class:<16 hex>] when a hash key
@@ -218,6 +220,8 @@ int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base,
 /* Stage C (V1-V10, custom patterns) on one segment. */
 int redact_detect_pii(redact_run *run, const char *s, size_t n, size_t base, unsigned flags,
                       redact_spans *out);
+/* V2 on an integer's decimal text: CLS_CARD, CLS_IMEI (strict) or CLS_NONE. */
+unsigned redact_number_class(const herald_redactor *r, const char *s, size_t n);
 /* V6/V7 validation of a whole text (URL hosts). Returns the rule or -1. */
 int redact_is_ip(const char *s, size_t n);
 /* V1 shape of a whole text: returns the offset of the '@' (or of "%40") that
@@ -234,7 +238,8 @@ int redact_url_rewrite(redact_run *run, const char *s, size_t n, unsigned flags,
                        redact_buf *out);
 /* Where the next scheme:// substring starts at or after from (and ends), for
  * the value context; 0 when there is none. */
-int redact_url_find(const char *s, size_t n, size_t from, size_t *start, size_t *end);
+int redact_url_find(const herald_redactor *r, const char *s, size_t n, size_t from,
+                    size_t *start, size_t *end);
 
 /* ---- shared by the URL rule and the pipeline (redact.c) ---- */
 
@@ -250,5 +255,8 @@ int redact_emit(redact_run *run, redact_buf *out, unsigned cls, const char *text
 /* 1 for "", true, false, null, undefined (any case): kept under sensitive
  * keys and as S5 values. */
 int redact_is_trivial_value(const char *s, size_t n);
+/* 1 if s is already a replacement: a marker, or a marker followed by the
+ * domain that keep-domain mode kept ("[email]@example.com"). */
+int redact_is_redacted(const herald_redactor *r, const char *s, size_t n);
 
 #endif

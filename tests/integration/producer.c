@@ -319,6 +319,14 @@ int main(int argc, char **argv)
         rc = 1;
     st = herald_close(c, (int)args.close_ms);
     printf("close %d\n", (int)st);
+    /* Peak resident memory, for the bounded-memory tests. */
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    while (status && fgets(line, sizeof line, status))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            printf("rss_peak_kb %ld\n", strtol(line + 6, NULL, 10));
+    if (status)
+        fclose(status);
     fflush(stdout);
 
     free(workers);

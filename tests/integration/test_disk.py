@@ -1,0 +1,90 @@
+"""A queue on a full disk, and a corrupt queue file.
+
+The queue lives on a tmpfs of 256 KiB (the tests run as root, as CI does):
+once the file system is full, calls fail with HERALD_E_STORAGE and a clear
+message; every call that returned OK is in the file, which stays intact; when
+space returns, calls succeed again and everything accepted is delivered.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+HERALD_E_STORAGE = -6
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mnt)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        pytest.fail("cannot mount a tmpfs for the disk-full test (needs root): " + p.stdout,
+                    pytrace=False)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_full_disk_then_recovery(herald, receiver, tiny_fs):
+    db = tiny_fs / "q.db"
+    cfg = herald.config([herald.dest(receiver)], db_path=str(db), deliver=False)
+    res = herald.produce(cfg, 3000, pad=300)
+    assert res.ok, "nothing was accepted before the disk filled"
+    assert res.err, "the disk never filled: make the file system smaller"
+    codes = {code for _, code in res.err}
+    assert codes == {HERALD_E_STORAGE}, "unexpected codes %s" % codes
+    first_fail = min(seq for seq, _ in res.err)
+    assert all(seq < first_fail for seq in res.ok), "calls succeeded after the disk was full"
+
+    # Every accepted event is in the file, and the file is intact.
+    assert herald.query("PRAGMA integrity_check", db=db) == [("ok",)]
+    stored = {json.loads(b)["properties"]["seq"]
+              for (b,) in herald.query("SELECT body FROM events", db=db)}
+    assert stored == set(res.ok)
+
+    # The message says what happened (through the CLI, which prints it).
+    p = herald.emit("--config", cfg, "--no-flush", "track", "One More", "--props",
+                    json.dumps({"pad": "x" * 2000}))
+    assert p.returncode == 1
+    assert "full" in p.stderr, p.stderr
+
+    # Space returns: calls succeed, and everything accepted is delivered.
+    subprocess.run(["mount", "-o", "remount,size=16m", str(tiny_fs)], check=True)
+    more = herald.produce(cfg, 100, start=100000)
+    assert len(more.ok) == 100
+    cfg2 = herald.config([herald.dest(receiver)], db_path=str(db))
+    herald.produce(cfg2, 0, flush_ms=30000, close_ms=1000)
+    got = {e["properties"]["seq"] for e in receiver.events}
+    assert set(res.ok) | set(more.ok) <= got
+
+
+def test_corrupt_file_is_moved_aside(herald, receiver):
+    herald.db.write_bytes(b"this is not a database" * 200)
+    cfg = herald.config([herald.dest(receiver)])
+    res = herald.produce(cfg, 10, flush_ms=10000, close_ms=1000)
+    assert len(res.ok) == 10
+    aside = [f for f in os.listdir(herald.tmp) if f.startswith("q.db.corrupt-")]
+    assert aside, "the corrupt file was not kept aside"
+    assert (herald.tmp / aside[0]).read_bytes().startswith(b"this is not a database")
+    assert receiver.wait_for(lambda r: len(r.events) >= 10, timeout=10)
+
+
+def test_truncated_file_is_moved_aside(herald, receiver):
+    cfg = herald.config([herald.dest(receiver)], deliver=False)
+    herald.produce(cfg, 200, pad=100)
+    data = herald.db.read_bytes()
+    herald.db.write_bytes(data[:len(data) // 3])
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.unlink(str(herald.db) + suffix)
+        except FileNotFoundError:
+            pass
+    cfg2 = herald.config([herald.dest(receiver)])
+    res = herald.produce(cfg2, 5, flush_ms=10000, close_ms=1000)
+    assert len(res.ok) == 5
+    assert herald.query("PRAGMA integrity_check") == [("ok",)]
