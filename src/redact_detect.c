@@ -574,14 +574,15 @@ static int is_value_end(unsigned char c)
 }
 
 /* Authorization schemes kept in front of a header value's credentials. */
-static size_t scheme_word(const char *s, size_t n, size_t v, size_t end)
+static size_t scheme_word(const char *s, size_t v, size_t end)
 {
     static const char *const schemes[] = {"bearer", "basic", "digest", "token", "negotiate",
                                           "ntlm"};
     size_t w = v;
     while (w < end && is_alpha((unsigned char)s[w]))
         w++;
-    if (w == v || w >= end || !is_blank((unsigned char)s[w]))
+    /* "Bearer [secret]" on a second pass: the value is the scheme alone */
+    if (w == v || (w < end && !is_blank((unsigned char)s[w])))
         return v;
     for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++) {
         if (equals_nocase(s + v, w - v, schemes[i])) {
@@ -590,7 +591,6 @@ static size_t scheme_word(const char *s, size_t n, size_t v, size_t end)
             return w;
         }
     }
-    (void)n;
     return v;
 }
 
@@ -653,7 +653,7 @@ static int detect_assignment(scan *g)
                 vb++;
             while (vb > va && is_space((unsigned char)s[vb - 1]))
                 vb--;
-            va = scheme_word(s, n, va, vb);
+            va = scheme_word(s, va, vb);
         } else {
             vb = v;
             while (vb < n && !is_value_end((unsigned char)s[vb]))
@@ -1743,15 +1743,16 @@ static int detect_custom(scan *g)
 
 /* ================= stage entry points ================= */
 
-int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base,
+int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base, unsigned flags,
                           redact_spans *out)
 {
-    scan g = {run, s, n, base, out, 0};
-    if (rule_on(&g, HERALD_RULE_S3_AUTH) && detect_auth(&g) != 0)
+    scan g = {run, s, n, base, out, flags};
+    int segment = (flags & RF_SEGMENT) != 0; /* URL path segments: S4 only */
+    if (!segment && rule_on(&g, HERALD_RULE_S3_AUTH) && detect_auth(&g) != 0)
         return -1;
     if (rule_on(&g, HERALD_RULE_S4_TOKEN) && detect_tokens(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_S5_ASSIGNMENT) && detect_assignment(&g) != 0)
+    if (!segment && rule_on(&g, HERALD_RULE_S5_ASSIGNMENT) && detect_assignment(&g) != 0)
         return -1;
     return 0;
 }

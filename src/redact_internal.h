@@ -215,7 +215,7 @@ int redact_key_classify(redact_run *run, const char *key, size_t len, int url_pa
 int redact_detect_pem(const herald_redactor *r, const char *s, size_t n, redact_spans *out);
 /* Stage B (S3 auth schemes, S4 prefixed tokens, S5 inline assignment) on one
  * segment; spans are offset by base. */
-int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base,
+int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base, unsigned flags,
                           redact_spans *out);
 /* Stage C (V1-V10, custom patterns) on one segment. */
 int redact_detect_pii(redact_run *run, const char *s, size_t n, size_t base, unsigned flags,
@@ -243,7 +243,7 @@ int redact_url_find(const herald_redactor *r, const char *s, size_t n, size_t fr
 
 /* ---- shared by the URL rule and the pipeline (redact.c) ---- */
 
-/* Run stages B and C over a decoded URL component. Sets *cls/*rule of the
+/* Run stages B and C over a decoded URL component. Sets *cls and *rule of the
  * top class (CLS_NONE when nothing fires) and the merged span of that class
  * (*span_start, *span_end) for the hash and the keep/truncate modes. */
 int redact_detect_any(redact_run *run, const char *s, size_t n, unsigned flags, unsigned *cls,

@@ -201,6 +201,8 @@ static int plausible_create(const char *config_json, uint32_t core_abi, void **s
                             size_t errlen)
 {
     (void)core_abi;
+    if (errlen > 0)
+        err[0] = '\0'; /* set below means failed with a message */
     json_error_t jerr;
     json_t *config = json_loads(config_json ? config_json : "{}", 0, &jerr);
     if (!json_is_object(config)) {
@@ -343,7 +345,7 @@ static int plausible_create(const char *config_json, uint32_t core_abi, void **s
 static void plausible_limits(const void *state, herald_backend_limits *out)
 {
     (void)state;
-    out->max_events_per_request = 2; /* no batch endpoint */
+    out->max_events_per_request = 1; /* no batch endpoint */
     out->max_request_bytes = 0;
     /* The body is bounded by construction (name, url, referrer and props are
      * cut to the server's limits: under 450 KB even with every byte escaped),

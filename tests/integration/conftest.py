@@ -53,6 +53,12 @@ def emit_bin():
     return _binary("examples/herald-emit/herald-emit", "the herald-emit CLI")
 
 
+def wrapper():
+    """HERALD_TEST_WRAPPER: a command every herald process runs under, e.g.
+    "valgrind --error-exitcode=99 --leak-check=full" (.ci/run uses it)."""
+    return os.environ.get("HERALD_TEST_WRAPPER", "").split()
+
+
 def child_env():
     """The environment for herald processes: ours minus HERALD_* (the CLI
     reads HERALD_* settings), so the tests see only what they configure."""
@@ -178,7 +184,7 @@ class Herald:
     # -- processes -----------------------------------------------------------
     def producer_args(self, config, count, start=0, threads=1, pad=0, flush_ms=None,
                       close_ms=None, interval_us=None):
-        args = [str(self._request.getfixturevalue("producer_bin")),
+        args = wrapper() + [str(self._request.getfixturevalue("producer_bin")),
                 "--config", str(config), "--count", str(count), "--start", str(start),
                 "--threads", str(threads), "--pad", str(pad)]
         if flush_ms is not None:
@@ -217,7 +223,7 @@ class Herald:
     def emit(self, *args, stdin=None, timeout=120):
         """Run herald-emit with `args` (global options first); returns the
         CompletedProcess (text)."""
-        argv = [str(self._request.getfixturevalue("emit_bin"))] + [str(a) for a in args]
+        argv = wrapper() + [str(self._request.getfixturevalue("emit_bin"))] + [str(a) for a in args]
         try:
             p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, timeout=timeout,

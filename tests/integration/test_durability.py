@@ -18,10 +18,10 @@ from conftest import seq_counts, wait_until
 
 @pytest.mark.threads
 def test_sigkill_loses_no_accepted_event(herald, receiver):
-    """Ten producers on one queue file, each killed with SIGKILL at a random
-    instant while producing and delivering; after each, a fresh process
-    reopens the file and flushes. Every call that returned HERALD_OK must
-    reach the receiver (duplicates allowed, counted)."""
+    """Producers on one queue file (HERALD_CRASH_RUNS, 20 by default), each
+    killed with SIGKILL at a random instant while producing and delivering;
+    after each, a fresh process reopens the file and flushes. Every call that
+    returned HERALD_OK must reach the receiver (duplicates allowed, counted)."""
     seed = int(os.environ.get("HERALD_TEST_SEED", str(time.time_ns() % (1 << 32))))
     rng = random.Random(seed)
     print("seed %d (set HERALD_TEST_SEED to replay)" % seed)
@@ -30,7 +30,8 @@ def test_sigkill_loses_no_accepted_event(herald, receiver):
     span = 10_000_000
     accepted = set()
     maybe = set()   # the one call per run that may have committed unreported
-    for run in range(10):
+    runs = int(os.environ.get("HERALD_CRASH_RUNS", "20"))
+    for run in range(runs):
         start = run * span
         proc, reader = herald.spawn_producer(cfg, span, start=start, pad=16)
         try:
@@ -58,15 +59,65 @@ def test_sigkill_loses_no_accepted_event(herald, receiver):
     dups = {s: n for s, n in counts.items() if n > 1}
     ghosts = sorted(set(counts) - accepted - maybe)
     unreported = sorted((set(counts) - accepted) & maybe)
-    print("accepted %d, arrived %d distinct, duplicates %d (extra copies %d), "
-          "committed-but-unreported %d"
-          % (len(accepted), len(counts), len(dups), sum(dups.values()) - len(dups),
-             len(unreported)))
+    print("CRASH library: runs %d, accepted %d, arrived %d distinct, lost %d, duplicates %d "
+          "(extra copies %d), committed-but-unreported %d"
+          % (runs, len(accepted), len(counts), len(accepted - set(counts)), len(dups),
+             sum(dups.values()) - len(dups), len(unreported)))
     if dups:
         print("duplicate seqs (first 20): %s" % sorted(dups.items())[:20])
     assert not lost, "%d accepted events never arrived, e.g. %s" % (len(lost), lost[:20])
     assert not ghosts, "events arrived that no call produced: %s" % ghosts[:20]
     assert not herald.dead_letters(), herald.dead_letters()[:3]
+    assert herald.query("SELECT COUNT(*) FROM outbox")[0][0] == 0
+
+
+@pytest.mark.threads
+def test_sigkill_of_the_cli_loses_nothing_committed(herald, receiver, emit_bin):
+    """herald-emit killed with SIGKILL during an import (queueing and
+    delivering at once) and during a flush: whatever the file held when the
+    process died is delivered by the next run."""
+    import subprocess
+    from conftest import child_env
+    seed = int(os.environ.get("HERALD_TEST_SEED", str(time.time_ns() % (1 << 32))))
+    rng = random.Random(seed + 1)
+    receiver.keep_bodies = False
+    cfg = herald.config([herald.dest(receiver)], flush_interval_ms=50, retry_base_ms=50)
+    runs = int(os.environ.get("HERALD_CRASH_RUNS", "20")) // 2
+    committed = set()
+    for run in range(runs):
+        lines = "".join(json.dumps({"type": "track", "event": "CLI Crash",
+                                    "properties": {"seq": run * 1000000 + i}}) + "\n"
+                        for i in range(20000))
+        proc = subprocess.Popen([str(emit_bin), "--config", str(cfg), "import", "-"],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=child_env())
+        # Feed from a thread: the kill may come while the pipe is full.
+        import threading
+        def feed():
+            try:
+                proc.stdin.write(lines.encode())
+                proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+        t = threading.Thread(target=feed, daemon=True)
+        t.start()
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        t.join(timeout=30)
+        # What the file holds now was committed: it must all arrive.
+        held = {json.loads(b)["properties"]["seq"]
+                for (b,) in herald.query("SELECT body FROM events")}
+        committed |= held
+        committed |= {e["properties"]["seq"] for e in receiver.events}
+        p = herald.emit("--config", cfg, "flush", "--timeout", "30")
+        assert p.returncode == 0, p.stderr
+    counts = seq_counts(receiver.events)
+    lost = sorted(committed - set(counts))
+    dups = {k: n for k, n in counts.items() if n > 1}
+    print("CRASH cli: runs %d, committed %d, arrived %d distinct, lost %d, duplicates %d"
+          % (runs, len(committed), len(counts), len(lost), len(dups)))
+    assert not lost, "%d committed events never arrived, e.g. %s" % (len(lost), lost[:20])
     assert herald.query("SELECT COUNT(*) FROM outbox")[0][0] == 0
 
 

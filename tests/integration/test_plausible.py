@@ -192,6 +192,7 @@ def test_fallback_user_agent_is_not_a_bot_and_no_ip_header(herald, plausible):
     cfg = herald.config([pdest(plausible)])
     res = herald.produce(cfg, 3, flush_ms=10000)
     assert res.flush == 0, res.describe()
+    plausible.wait_for_requests(3, 5)  # recorded just after each answer
     assert sorted(seq_counts(plausible.events)) == ["0", "1", "2"], plausible.events
     for e in plausible.events:
         assert e["user_agent"] == FALLBACK_UA, e["headers"]
@@ -261,6 +262,7 @@ def test_400_dead_letters_with_the_reason_and_later_events_go(herald, plausible)
     cfg = herald.config([pdest(plausible, max_concurrency=1)])
     res = herald.produce(cfg, 4, flush_ms=10000)
     assert res.flush == 0, res.describe()
+    plausible.wait_for_requests(4, 5)
     dls = herald.dead_letters()
     assert len(dls) == 1, dls
     d = dls[0]
@@ -273,6 +275,7 @@ def test_400_dead_letters_with_the_reason_and_later_events_go(herald, plausible)
     res2 = herald.produce(cfg, 2, start=4, flush_ms=10000)
     assert res2.flush == 0 and res2.stats["dead"] == 1 and res2.stats["pending"] == 0, \
         res2.describe()
+    plausible.wait_for_requests(6, 5)
     assert sorted(seq_counts(plausible.events)) == ["1", "2", "3", "4", "5"]
 
 
@@ -281,6 +284,7 @@ def test_500_is_retried_then_delivered(herald, plausible):
     cfg = herald.config([pdest(plausible)])
     res = herald.produce(cfg, 1, flush_ms=10000)
     assert res.flush == 0, res.describe()
+    plausible.wait_for_requests(3, 5)
     assert [q.status for q in plausible.snapshot()] == [500, 502, 202]
     assert seq_counts(plausible.events) == {"0": 1}
     assert res.stats["retried"] >= 2 and res.stats["dead"] == 0, res.stats
@@ -294,6 +298,7 @@ def test_concurrent_requests_over_keepalive_connections(herald):
         cfg = herald.config([pdest(r, max_concurrency=8)], flush_interval_ms=0)
         res = herald.produce(cfg, n, flush_ms=20000)
         assert res.flush == 0, res.describe()
+        r.wait_for_requests(n, 5)
         reqs = r.snapshot()
         counts = seq_counts(r.events)
         assert sorted(counts, key=int) == [str(i) for i in range(n)] and \
@@ -435,5 +440,7 @@ def test_receiver_validates_like_plausible(plausible):
     assert st == 202 and hdrs.get("X-Plausible-Dropped") == "1"
     props = dict({"p%02d" % i: i for i in range(31)}, nested={"a": 1}, lst=[1])
     assert _post(plausible, json.dumps(dict(ok, props=props)).encode(), js)[0] == 202
+    # Recorded just after the answer went out.
+    assert plausible.wait_for(lambda r: len(r.snapshot()) == 10, 5)
     assert plausible.events[-1]["props"] == {"p%02d" % i: str(i) for i in range(30)}
     assert len(plausible.events) == 3 and len(plausible.dropped) == 1
