@@ -1156,8 +1156,8 @@ herald_status herald_stats_json(herald_client *c, char **out)
     herald_status st = herald_queue_stats(c->queue, &s);
     json_t *root = NULL;
     if (st == HERALD_OK) {
-        root = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,"
-                         "s:s,s:s,s:[]}",
+        root = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+                         "s:b,s:s,s:s,s:[]}",
                          "queued", (json_int_t)s.queued, "queued_bytes", (json_int_t)s.queued_bytes,
                          "pending", (json_int_t)s.pending, "accepted", (json_int_t)s.accepted,
                          "rejected", (json_int_t)s.rejected, "sent", (json_int_t)s.sent,
@@ -1166,7 +1166,8 @@ herald_status herald_stats_json(herald_client *c, char **out)
                          (json_int_t)s.dead_letters, "requests", (json_int_t)s.requests,
                          "bytes_raw", (json_int_t)s.bytes_raw, "bytes_sent",
                          (json_int_t)s.bytes_sent, "held", (json_int_t)s.held, "server_dropped",
-                         (json_int_t)s.server_dropped, "consent_dropped",
+                         (json_int_t)s.server_dropped, "skipped", (json_int_t)s.skipped,
+                         "consent_dropped",
                          (json_int_t)s.consent_dropped, "consent", c->consent, "last_error",
                          c->last_error, "db_path",
                          c->db_path, "destinations");

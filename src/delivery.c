@@ -239,7 +239,10 @@ static int transfer_prepare(herald_client *c, transfer *t, int64_t now, char *er
         .event_lengths = t->lengths, .now_ms = now, .attempt = t->attempt,
     };
     t->request.struct_size = sizeof t->request;
-    if (d->backend->encode(d->backend_state, &batch, &t->request, err, errlen) != 0) {
+    int encoded = d->backend->encode(d->backend_state, &batch, &t->request, err, errlen);
+    if (encoded == HERALD_ENCODE_SKIP)
+        return HERALD_ENCODE_SKIP;
+    if (encoded != 0) {
         if (err[0] == '\0')
             snprintf(err, errlen, "the %s backend could not encode the batch", d->backend->name);
         return -1;
@@ -433,6 +436,17 @@ static void settle_per_event(herald_client *c, transfer *t, const herald_backend
         settle(c, t, group, n, response, &part);
     }
     free(group);
+}
+
+/* The backend declined these events as not meant for it. */
+static void settle_skipped(herald_client *c, transfer *t)
+{
+    herald_settlement s = {
+        .kind = HERALD_SETTLE_SKIP, .event_ids = t->ids, .count = t->count, .now_ms = now_ms(c),
+    };
+    if (herald_queue_settle(c->queue, t->dest->name, &s, NULL, NULL) != HERALD_OK)
+        herald_client_set_error(c, "%s: cannot record skipped events: %s", t->dest->name,
+                                herald_queue_errmsg(c->queue));
 }
 
 /* A batch that cannot even be encoded never will be: dead-letter it. */
@@ -671,13 +685,17 @@ static void *delivery_main(void *arg)
             transfer *t = ready;
             ready = t->next;
             char err[256] = "";
-            if (transfer_prepare(c, t, now, err, sizeof err) == 0) {
+            int prepared = transfer_prepare(c, t, now, err, sizeof err);
+            if (prepared == 0) {
                 t->next = c->transfers;
                 c->transfers = t;
                 continue;
             }
             pthread_mutex_lock(&c->mutex);
-            settle_unsendable(c, t, err);
+            if (prepared == HERALD_ENCODE_SKIP)
+                settle_skipped(c, t);
+            else
+                settle_unsendable(c, t, err);
             inflight_remove(t->dest, t->ids, t->count);
             pthread_cond_broadcast(&c->drained);
             pthread_mutex_unlock(&c->mutex);
@@ -736,7 +754,8 @@ herald_status herald_delivery_start(herald_client *c, char *err, size_t errlen)
         snprintf(err, errlen, "libcurl: cannot create a multi handle");
         return HERALD_E_NO_MEMORY;
     }
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+    /* Concurrency is bounded per destination (max_concurrency), not here. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     int rc = pthread_create(&c->thread, NULL, delivery_main, c);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the delivery thread: %s", strerror(rc));

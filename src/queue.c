@@ -693,18 +693,21 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
                                   const herald_settlement *st, uint64_t *sent_out,
                                   uint64_t *dead_out)
 {
-    uint64_t sent = 0, dead = 0, rescheduled = 0;
+    uint64_t sent = 0, dead = 0, rescheduled = 0, skipped = 0;
     int rc = begin(q);
     const char *reason = st->reason ? st->reason : "";
     for (size_t i = 0; rc == SQLITE_OK && i < st->count; i++) {
         int64_t id = st->event_ids[i];
-        if (st->kind == HERALD_SETTLE_ACK) {
+        if (st->kind == HERALD_SETTLE_ACK || st->kind == HERALD_SETTLE_SKIP) {
             sqlite3_stmt *s = statement(q, ST_OUTBOX_DELETE);
             sqlite3_bind_text(s, 1, destination, -1, SQLITE_STATIC);
             sqlite3_bind_int64(s, 2, id);
             rc = step_done(s);
             if (rc == SQLITE_OK && sqlite3_changes(q->db) > 0) {
-                sent++;
+                if (st->kind == HERALD_SETTLE_ACK)
+                    sent++;
+                else
+                    skipped++;
                 rc = delete_if_orphan(q, id);
             }
         } else if (st->kind == HERALD_SETTLE_DEAD) {
@@ -758,6 +761,8 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
         rc = counter_add(q, "retried", (int64_t)st->retried);
     if (rc == SQLITE_OK)
         rc = counter_add(q, "server_dropped", (int64_t)st->dropped);
+    if (rc == SQLITE_OK)
+        rc = counter_add(q, "skipped", (int64_t)skipped);
     if (rc == SQLITE_OK && dead > 0)
         rc = trim_dead_letters(q);
     if (rc == SQLITE_OK)
@@ -851,6 +856,7 @@ herald_status herald_queue_stats(herald_queue *q, herald_stats *out)
     s.bytes_sent = (uint64_t)counter_get(q, "bytes_sent");
     s.consent_dropped = (uint64_t)counter_get(q, "consent_dropped");
     s.server_dropped = (uint64_t)counter_get(q, "server_dropped");
+    s.skipped = (uint64_t)counter_get(q, "skipped");
     {
         sqlite3_stmt *h = NULL;
         if (sqlite3_prepare_v2(q->db, "SELECT count(*) FROM outbox WHERE next_at = ?1", -1, &h,

@@ -112,7 +112,8 @@ void herald_queue_rows_free(herald_queue_row *rows, size_t count);
 typedef enum herald_settle_kind {
     HERALD_SETTLE_ACK = 0,   /* delivered: remove the rows */
     HERALD_SETTLE_RETRY = 1, /* schedule again at next_at_ms */
-    HERALD_SETTLE_DEAD = 2   /* move to dead letters */
+    HERALD_SETTLE_DEAD = 2,  /* move to dead letters */
+    HERALD_SETTLE_SKIP = 3   /* not for this destination: remove, count as skipped */
 } herald_settle_kind;
 
 /* The outcome of one delivery attempt for a set of rows of one destination. */

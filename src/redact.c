@@ -72,6 +72,22 @@ int redact_buf_append(redact_buf *b, const void *data, size_t len)
     return 0;
 }
 
+const char *redact_find(const char *s, size_t n, const char *needle, size_t m)
+{
+    if (m == 0 || n < m)
+        return NULL;
+    const char *end = s + n - m + 1;
+    for (const char *p = s; p < end;) {
+        p = memchr(p, needle[0], (size_t)(end - p));
+        if (p == NULL)
+            return NULL;
+        if (memcmp(p, needle, m) == 0)
+            return p;
+        p++;
+    }
+    return NULL;
+}
+
 void redact_buf_free(redact_buf *b)
 {
     free(b->data);
@@ -590,7 +606,7 @@ static int stage_scan(redact_run *run, int pii, const char *s, size_t n,
 /* Cheap test for stage A's anchors. */
 static int has_structure(const char *s, size_t n)
 {
-    return memmem(s, n, "://", 3) != NULL || memmem(s, n, "-----BEGIN ", 11) != NULL;
+    return redact_find(s, n, "://", 3) != NULL || redact_find(s, n, "-----BEGIN ", 11) != NULL;
 }
 
 /* The pipeline on one string. Returns 1 with *out (run-owned until the next
@@ -1343,9 +1359,10 @@ static herald_status parse_custom(herald_redactor *r, json_t *value, char *err, 
             limit = json_integer_value(max_bytes);
         }
         redact_custom *c = &r->custom[r->custom_count];
-        c->name = strdup(name);
+        c->name = malloc(strlen(name) + 1);
         if (c->name == NULL)
             return HERALD_E_NO_MEMORY;
+        memcpy(c->name, name, strlen(name) + 1);
         int flags = REG_EXTENDED | (json_is_true(icase) ? REG_ICASE : 0);
         int rc = regcomp(&c->regex, pattern, flags);
         if (rc != 0) {

@@ -168,7 +168,7 @@ int redact_detect_pem(const herald_redactor *r, const char *s, size_t n, redact_
     static const char begin[] = "-----BEGIN ", end_tag[] = "-----END ";
     size_t i = 0;
     while (i < n) {
-        const char *hit = memmem(s + i, n - i, begin, sizeof begin - 1);
+        const char *hit = redact_find(s + i, n - i, begin, sizeof begin - 1);
         if (hit == NULL)
             break;
         size_t header = (size_t)(hit - s);
@@ -181,7 +181,7 @@ int redact_detect_pem(const herald_redactor *r, const char *s, size_t n, redact_
          * line must not leak half a key. */
         size_t body_end = n, next = n;
         for (size_t k = body; k < n;) {
-            const char *e = memmem(s + k, n - k, end_tag, sizeof end_tag - 1);
+            const char *e = redact_find(s + k, n - k, end_tag, sizeof end_tag - 1);
             if (e == NULL)
                 break;
             size_t at_end = (size_t)(e - s);
@@ -767,12 +767,17 @@ static int detect_email(scan *g)
             while (a < i && s[a] == '.')
                 a++;
             if (a < i && s[i - 1] != '.') {
-                size_t e = domain_end(s, n, i + (c == '@' ? 1 : 3));
+                size_t d = i + (c == '@' ? 1 : 3);
+                size_t e = domain_end(s, n, d);
                 if (e != 0) {
                     if (push(g, a, e, CLS_EMAIL, HERALD_RULE_V1_EMAIL) != 0)
                         return -1;
+                    /* The domain may be the local part of a next address
+                     * ("a@b.com@c.org"): keep it as the current run, so the
+                     * overlap merges now instead of surfacing on a second
+                     * pass after keep-domain left "@b.com@c.org" behind. */
+                    run = atom = d;
                     i = e - 1;
-                    run = NONE;
                     continue;
                 }
             }

@@ -82,6 +82,8 @@ typedef struct redact_buf {
 int redact_buf_reserve(redact_buf *b, size_t extra);
 int redact_buf_append(redact_buf *b, const void *data, size_t len);
 void redact_buf_free(redact_buf *b);
+/* memmem for short needles, without relying on _GNU_SOURCE. */
+const char *redact_find(const char *s, size_t n, const char *needle, size_t m);
 
 typedef struct redact_span {
     size_t start, end;

@@ -87,7 +87,7 @@ int redact_url_find(const herald_redactor *r, const char *s, size_t n, size_t fr
 {
     size_t i = from;
     while (i < n) {
-        const char *hit = memmem(s + i, n - i, "://", 3);
+        const char *hit = redact_find(s + i, n - i, "://", 3);
         if (hit == NULL)
             return 0;
         size_t colon = (size_t)(hit - s);

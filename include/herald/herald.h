@@ -439,6 +439,8 @@ typedef struct herald_stats {
     uint64_t consent_dropped; /* calls refused under HERALD_CONSENT_DROP */
     uint64_t server_dropped;  /* events a server accepted but discarded (bot filter,
                                  X-Plausible-Dropped): delivered, never retried */
+    uint64_t skipped;         /* deliveries a backend declined as not for it (e.g.
+                                 identify to Plausible): removed unsent */
 } herald_stats;
 
 /* Fill `out` (whose struct_size the caller sets). Errors:

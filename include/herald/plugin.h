@@ -137,14 +137,22 @@ typedef struct herald_backend_v1 {
     void (*destroy)(void *state);
     /* Fill *out (struct_size set by the core). Required. */
     void (*limits)(const void *state, herald_backend_limits *out);
-    /* Build one request for the batch. Returns 0, or -1 with err set: the batch
-     * can never be sent, and is dead-lettered with that reason. Required. */
+    /* Build one request for the batch. Returns 0; or HERALD_ENCODE_SKIP when
+     * no event of the batch is meant for this backend (Plausible has no
+     * identify): the events leave the queue without a request and are counted
+     * as skipped; or -1 with err set: the batch can never be sent, and is
+     * dead-lettered with that reason. A backend taking several events per
+     * request should leave unsuitable events out of its body instead.
+     * Required. */
     int (*encode)(void *state, const herald_backend_batch *batch, herald_backend_request *out,
                   char *err, size_t errlen);
     /* Decide what a response means for the batch. Required. */
     void (*classify)(void *state, const herald_backend_response *response,
                      const herald_backend_batch *batch, herald_verdict *out);
 } herald_backend_v1;
+
+/* encode()'s "not for this backend" answer. */
+#define HERALD_ENCODE_SKIP 1
 
 /* The entry point a plugin exports. */
 typedef const herald_backend_v1 *(*herald_backend_entry_v1_fn)(void);

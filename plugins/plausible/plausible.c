@@ -697,10 +697,9 @@ static int plausible_encode(void *state, const herald_backend_batch *batch,
         if (url == NULL)
             url = s->base_url;
     } else {
-        snprintf(err, errlen,
-                 "plausible: Plausible has no %.16s events (only page views and custom events): "
-                 "not sent",
-                 type);
+        /* identify, group, alias: Plausible has no such concepts. Not a
+         * failure: the core removes them unsent and counts them as skipped. */
+        rc = HERALD_ENCODE_SKIP;
         goto done;
     }
     if (!url_allowed(url, err, errlen, "page url"))

@@ -70,7 +70,7 @@ static const fuzz_backend fuzz_backends[] = {
      "{\"url\":\"https://plausible.example\",\"domain\":\"example.com\"}",
      fuzz_check_plausible_body},
     {"plausible-cut", herald_backend_plausible,
-     "{\"url\":\"http://127.0.0.1:8000/\",\"domain\":\"a.example, b.example\","
+     "{\"url\":\"http://127.0.0.1:8000/\",\"domain\":\"a.example,b.example\","
      "\"default_url\":\"app://notes/\",\"cut_prop\":\"_cut\",\"revenue\":false}",
      fuzz_check_plausible_body},
 };
