@@ -48,8 +48,9 @@ ensure_postgresql() {
   pg_bindir >/dev/null && return 0
   [ "$(id -u)" -eq 0 ] || die "PostgreSQL is missing: apt-get install postgresql (as root)"
   log "installing PostgreSQL from Debian"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq postgresql >/dev/null 2>&1 || {
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
   }
   pg_bindir >/dev/null || die "PostgreSQL binaries not found after install"
 }
@@ -176,17 +177,19 @@ start() {
   bin=$(pg_bindir)
   state=$(mktemp -d "${TMPDIR:-/tmp}/herald-umami.XXXXXX")
   chmod 755 "$state"
-  trap 'stop_state "$state"' ERR
+  # Whatever fails from here on (set -e, die) stops what was started.
+  trap "stop_state '$state'" EXIT
   mkdir "$state/pgdata" "$state/socket"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$state/pgdata" "$state/socket"
   pgport=$(free_port)
   log "PostgreSQL ($bin) on 127.0.0.1:$pgport"
-  as_pg "$bin/initdb" -D "$state/pgdata" -U umami -A trust -E UTF8 --no-locale >"$state/initdb.log" 2>&1 \
-    || { cat "$state/initdb.log" >&2; false; }
+  as_pg "$bin/initdb" -D "$state/pgdata" -U umami -A trust -E UTF8 --no-locale \
+    >"$state/initdb.log" 2>&1 || { cat "$state/initdb.log" >&2; false; }
   as_pg "$bin/pg_ctl" -D "$state/pgdata" -l "$state/pgdata/server.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $pgport -k $state/socket -c fsync=off" start >/dev/null
   dburl=postgresql://umami@127.0.0.1:$pgport/umami
-  psql -q -v ON_ERROR_STOP=1 "postgresql://umami@127.0.0.1:$pgport/postgres" -c 'CREATE DATABASE umami' >/dev/null
+  psql -q -v ON_ERROR_STOP=1 "postgresql://umami@127.0.0.1:$pgport/postgres" \
+    -c 'CREATE DATABASE umami' >/dev/null
   local f
   for f in "$BUILT"/migrations/*.sql; do
     psql -q -v ON_ERROR_STOP=1 "$dburl" -f "$f" >/dev/null
@@ -210,11 +213,14 @@ start() {
 import sys, urllib.request
 urllib.request.urlopen("http://127.0.0.1:%s/api/heartbeat" % sys.argv[1], timeout=1).read()
 PY
-    kill -0 "$(cat "$state/umami.pid")" 2>/dev/null || { cat "$state/umami.log" >&2; die "Umami exited"; }
+    if ! kill -0 "$(cat "$state/umami.pid")" 2>/dev/null; then
+      cat "$state/umami.log" >&2
+      die "Umami exited"
+    fi
     sleep 0.1
   done
   [ "$i" -lt 300 ] || { cat "$state/umami.log" >&2; die "Umami did not answer /api/heartbeat"; }
-  trap - ERR
+  trap - EXIT
   echo "HERALD_UMAMI_URL=http://127.0.0.1:$port"
   echo "HERALD_UMAMI_WEBSITE=$website"
   echo "HERALD_UMAMI_DATABASE_URL=$dburl"
@@ -228,7 +234,10 @@ case "${1:-}" in
   stop)
     state=${2:-${HERALD_UMAMI_STATE:-}}
     [ -n "$state" ] || die "stop: give the state dir (or set HERALD_UMAMI_STATE)"
-    case "$state" in */herald-umami.*) ;; *) die "stop: $state is not a herald-umami state dir" ;; esac
+    case "$state" in
+      */herald-umami.*) ;;
+      *) die "stop: $state is not a herald-umami state dir" ;;
+    esac
     stop_state "$state"
     ;;
   *) echo "usage: $0 build | start | stop [STATE]" >&2; exit 2 ;;

@@ -10,8 +10,11 @@
 
 static const herald_backend_v1 *builtin(const char *name)
 {
-    const herald_backend_v1 *builtins[] = {herald_backend_rest(), herald_backend_plausible(),
-                                           herald_backend_umami()};
+    const herald_backend_v1 *builtins[] = {
+        herald_backend_rest(),    herald_backend_plausible(), herald_backend_umami(),
+        herald_backend_segment(), herald_backend_posthog(),   herald_backend_matomo(),
+        herald_backend_clickhouse(),
+    };
     for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
         if (strcmp(builtins[i]->name, name) == 0)
             return builtins[i];

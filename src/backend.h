@@ -12,6 +12,10 @@
 const herald_backend_v1 *herald_backend_rest(void);
 const herald_backend_v1 *herald_backend_plausible(void);
 const herald_backend_v1 *herald_backend_umami(void);
+const herald_backend_v1 *herald_backend_segment(void);
+const herald_backend_v1 *herald_backend_posthog(void);
+const herald_backend_v1 *herald_backend_matomo(void);
+const herald_backend_v1 *herald_backend_clickhouse(void);
 
 /* A backend in use: its vtable, and the shared object it came from (NULL for
  * a built-in). */

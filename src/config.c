@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -309,6 +310,14 @@ herald_status herald_destination_settings_parse(const herald_options *opts, cons
                 out->gzip_level = (int)json_integer_value(value);
             }
         } else if (strcmp(key, "ca_file") == 0 && json_is_string(value)) {
+            /* A missing bundle is a configuration error now, not a TLS
+             * failure at every request later. */
+            if (access(json_string_value(value), R_OK) != 0) {
+                herald_error_format(err, errlen, "ca_file \"%.200s\" cannot be read",
+                                    json_string_value(value));
+                st = HERALD_E_CONFIG;
+                continue;
+            }
             free(out->ca_file);
             out->ca_file = strdup(json_string_value(value));
         } else if (strcmp(key, "insecure_skip_tls_verify") == 0 && json_is_boolean(value)) {

@@ -39,6 +39,7 @@ typedef struct transfer {
     int64_t *ids;
     uint32_t attempt;
     int counted;                 /* the request is in the counters already */
+    int body_cut;                /* the response body was cut at RESPONSE_BODY_MAX */
     char *response;
     size_t response_length;
     char *response_headers;      /* "name: value\n" lines, names lowercased */
@@ -98,7 +99,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     transfer *t = userdata;
     size_t n = size * nmemb;
     size_t room = RESPONSE_BODY_MAX - t->response_length;
-    size_t keep = n < room ? n : room; /* read bounded: the rest is discarded */
+    size_t keep = n < room ? n : room;
     if (keep > 0) {
         char *grown = realloc(t->response, t->response_length + keep + 1);
         if (grown == NULL)
@@ -108,7 +109,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
         grown[t->response_length] = '\0';
         t->response = grown;
     }
-    return n;
+    /* Read bounded: past 64 KiB stop reading altogether (curl ends the
+     * transfer with CURLE_WRITE_ERROR, which reap() reads as a complete
+     * response). Reading on would let an endless body hold the request
+     * until its timeout and lose the status. */
+    if (keep < n)
+        t->body_cut = 1;
+    return keep;
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
@@ -187,6 +194,7 @@ static void transfer_free(transfer *t)
     curl_slist_free_all(t->header_list);
     herald_free(t->request.body);
     herald_free(t->request.headers);
+    herald_free(t->request.secrets);
     free(t->compressed);
     herald_queue_rows_free(t->rows, t->count);
     free(t->events);
@@ -301,6 +309,118 @@ static int transfer_prepare(herald_client *c, transfer *t, int64_t now, char *er
         return -1;
     }
     return 0;
+}
+
+/* ---- secrets ---- */
+
+static int header_is_harmless(const char *line)
+{
+    static const char *const harmless[] = {"content-type:", "content-encoding:", "accept:",
+                                           "user-agent:"};
+    for (size_t i = 0; i < sizeof harmless / sizeof *harmless; i++)
+        if (strncasecmp(line, harmless[i], strlen(harmless[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static int base64_value(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    return ch == '+' ? 62 : ch == '/' ? 63 : -1;
+}
+
+/* Decode standard base64 into out (NUL-terminated); 0 on malformed input. */
+static int base64_decode(const char *in, size_t len, char *out, size_t outlen)
+{
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len && in[i] != '='; i++) {
+        int v = base64_value(in[i]);
+        if (v < 0 || o + 1 >= outlen)
+            return 0;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+/* Replace every occurrence of `secret` (>= 4 bytes) in text with [secret]. */
+static void scrub_one(char *text, const char *secret, size_t len)
+{
+    static const char marker[] = "[secret]";
+    if (len < 4)
+        return;
+    char *hit;
+    while ((hit = strstr(text, secret)) != NULL) {
+        size_t tail = strlen(hit + len);
+        if (len >= sizeof marker - 1) {
+            memcpy(hit, marker, sizeof marker - 1);
+            memmove(hit + sizeof marker - 1, hit + len, tail + 1);
+        } else {
+            memset(hit, '*', len); /* shorter than the marker: mask in place */
+        }
+    }
+}
+
+/* Remove the request's credentials from text (modified in place; it only
+ * shrinks): header values but the harmless ones, the token after a scheme
+ * ("Bearer x"), a Basic pair decoded and its parts, and the backend's
+ * declared body secrets. */
+static void scrub_secrets(const transfer *t, char *text)
+{
+    if (text == NULL || *text == '\0')
+        return;
+    const char *lists[2] = {t->request.headers, t->request.secrets};
+    for (int l = 0; l < 2; l++) {
+        const char *line = lists[l];
+        while (line && *line) {
+            size_t n = strcspn(line, "\n");
+            char item[1024];
+            if (n < sizeof item) {
+                memcpy(item, line, n);
+                item[n] = '\0';
+                const char *value = item;
+                if (l == 0) {
+                    char *colon = strchr(item, ':');
+                    value = colon && !header_is_harmless(item) ? colon + 1 : NULL;
+                    while (value && *value == ' ')
+                        value++;
+                }
+                if (value && *value) {
+                    scrub_one(text, value, strlen(value));
+                    const char *space = strchr(value, ' ');
+                    if (space) { /* "Bearer <token>", "Basic <base64>" */
+                        scrub_one(text, space + 1, strlen(space + 1));
+                        char pair[768];
+                        if (strncasecmp(value, "Basic ", 6) == 0 &&
+                            base64_decode(space + 1, strlen(space + 1), pair, sizeof pair)) {
+                            scrub_one(text, pair, strlen(pair));
+                            char *sep = strchr(pair, ':');
+                            if (sep) {
+                                *sep = '\0';
+                                scrub_one(text, pair, strlen(pair));
+                                scrub_one(text, sep + 1, strlen(sep + 1));
+                            }
+                        }
+                    }
+                }
+            }
+            line += n;
+            if (*line == '\n')
+                line++;
+        }
+    }
 }
 
 /* ---- verdicts ---- */
@@ -483,7 +603,7 @@ static int reap(herald_client *c)
             .body = t->response ? t->response : "", .body_length = t->response_length,
             .header = response_header, .header_context = &lookup,
         };
-        if (result == CURLE_OK) {
+        if (result == CURLE_OK || (result == CURLE_WRITE_ERROR && t->body_cut)) {
             curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &response.status);
         } else {
             response.transport_error = t->error[0] ? t->error : curl_easy_strerror(result);
@@ -505,6 +625,14 @@ static int reap(herald_client *c)
         verdict.event_kinds = event_kinds;
         t->dest->backend->classify(t->dest->backend_state, &response, &batch, &verdict);
         verdict.reason[sizeof verdict.reason - 1] = '\0';
+        /* Nothing the server echoed of our credentials is stored or logged. */
+        scrub_secrets(t, verdict.reason);
+        if (t->response) {
+            scrub_secrets(t, t->response);
+            t->response_length = strlen(t->response);
+            response.body = t->response;
+            response.body_length = t->response_length;
+        }
         pthread_mutex_lock(&c->mutex);
         settle_per_event(c, t, &response, &verdict, event_kinds);
         free(event_kinds);

@@ -107,7 +107,7 @@ int redact_spans_push(redact_spans *s, size_t start, size_t end, unsigned cls, u
         s->v = v;
         s->cap = cap;
     }
-    s->v[s->n++] = (redact_span){start, end, (uint8_t)cls, (uint8_t)rule};
+    s->v[s->n++] = (redact_span){start, end, (uint8_t)cls, (uint8_t)rule, 0};
     return 0;
 }
 
@@ -282,6 +282,18 @@ int redact_is_redacted(const herald_redactor *r, const char *s, size_t n)
     return 0;
 }
 
+/* Close the segment [seg, end): its left edge is a marker unless it starts
+ * the string, its right edge unless it ends it. */
+static int push_segment(redact_spans *out, size_t seg, size_t end, size_t n)
+{
+    if (end <= seg)
+        return 0;
+    if (redact_spans_push(out, seg, end, 0, 0) != 0)
+        return -1;
+    out->v[out->n - 1].flags = (seg > 0 ? RF_LEFT_MARKER : 0u) | (end < n ? RF_RIGHT_MARKER : 0u);
+    return 0;
+}
+
 int redact_segments(const herald_redactor *r, const char *s, size_t n,
                     const redact_spans *opaque, redact_spans *out)
 {
@@ -292,7 +304,7 @@ int redact_segments(const herald_redactor *r, const char *s, size_t n,
         if (opaque != NULL && next_opaque < opaque->n)
             stop = opaque->v[next_opaque].start;
         if (i == stop) {
-            if (i > seg && redact_spans_push(out, seg, i, 0, 0) != 0)
+            if (push_segment(out, seg, i, n) != 0)
                 return -1;
             i = seg = opaque->v[next_opaque++].end;
             continue;
@@ -308,13 +320,11 @@ int redact_segments(const herald_redactor *r, const char *s, size_t n,
             i++;
             continue;
         }
-        if (i > seg && redact_spans_push(out, seg, i, 0, 0) != 0)
+        if (push_segment(out, seg, i, n) != 0)
             return -1;
         i = seg = i + m;
     }
-    if (n > seg && redact_spans_push(out, seg, n, 0, 0) != 0)
-        return -1;
-    return 0;
+    return push_segment(out, seg, n, n);
 }
 
 int redact_is_trivial_value(const char *s, size_t n)
@@ -594,8 +604,9 @@ static int stage_scan(redact_run *run, int pii, const char *s, size_t n,
         return -1;
     for (size_t k = 0; k < run->segments.n; k++) {
         size_t a = run->segments.v[k].start, b = run->segments.v[k].end;
-        int rc = pii ? redact_detect_pii(run, s + a, b - a, a, flags, spans)
-                     : redact_detect_secrets(run, s + a, b - a, a, flags, spans);
+        unsigned seg_flags = flags | run->segments.v[k].flags;
+        int rc = pii ? redact_detect_pii(run, s + a, b - a, a, seg_flags, spans)
+                     : redact_detect_secrets(run, s + a, b - a, a, seg_flags, spans);
         if (rc != 0)
             return -1;
     }
@@ -666,8 +677,9 @@ int redact_detect_any(redact_run *run, const char *s, size_t n, unsigned flags, 
         return -1;
     for (size_t k = 0; k < run->any_segments.n; k++) {
         size_t a = run->any_segments.v[k].start, b = run->any_segments.v[k].end;
-        if (redact_detect_secrets(run, s + a, b - a, a, flags, spans) != 0 ||
-            redact_detect_pii(run, s + a, b - a, a, flags, spans) != 0)
+        unsigned seg_flags = flags | run->any_segments.v[k].flags;
+        if (redact_detect_secrets(run, s + a, b - a, a, seg_flags, spans) != 0 ||
+            redact_detect_pii(run, s + a, b - a, a, seg_flags, spans) != 0)
             return -1;
     }
     redact_spans_merge(spans);

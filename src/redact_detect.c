@@ -75,15 +75,44 @@ static unsigned char lower(unsigned char c)
     return is_upper(c) ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-/* Byte at i, or 0 (a non-word byte) outside the segment. */
-static unsigned char at(const char *s, size_t n, size_t i)
+/* One segment being scanned: the text between two markers (or opaque URL
+ * ranges, or the string's ends). */
+typedef struct scan {
+    redact_run *run;
+    const char *s;
+    size_t n;
+    size_t base;
+    redact_spans *out;
+    unsigned flags;
+    size_t found, found_count; /* see overlaps_found */
+    /* What lies beyond each end: 0 at the string's own ends, which count as
+     * non-word bytes; EDGE_MARKER where a marker was cut out. A marker
+     * replaced text that, for all a second pass can tell, touched its
+     * neighbours, so it reads as a word byte that is also a digit: every
+     * "prev/next is not a word byte" check fails against it, and a second
+     * pass never accepts what the first refused ("x\"pin\":v" is no
+     * assignment, nor is "[secret]\"pin\":v"). */
+    unsigned char left, right;
+} scan;
+
+#define EDGE_MARKER ((unsigned char)'0')
+
+/* Byte at i, or 0 past the end: for reading structure. */
+static unsigned char at(const scan *g, size_t i)
 {
-    return i < n ? (unsigned char)s[i] : 0;
+    return i < g->n ? (unsigned char)g->s[i] : 0;
 }
 
-static unsigned char before(const char *s, size_t i)
+/* The byte after a candidate that ends at e, for "next is not ..." checks:
+ * past the end, what lies beyond the segment. Never used to read on. */
+static unsigned char after(const scan *g, size_t e)
 {
-    return i > 0 ? (unsigned char)s[i - 1] : 0;
+    return e < g->n ? (unsigned char)g->s[e] : e == g->n ? g->right : 0;
+}
+
+static unsigned char before(const scan *g, size_t i)
+{
+    return i > 0 ? (unsigned char)g->s[i - 1] : g->left;
 }
 
 static int has_prefix(const char *s, size_t n, size_t i, const char *prefix)
@@ -121,15 +150,6 @@ static size_t run_of(const char *s, size_t n, size_t i, byte_class in, size_t ca
 
 #define UNBOUNDED ((size_t)-1)
 
-/* One segment being scanned. */
-typedef struct scan {
-    redact_run *run;
-    const char *s;
-    size_t n;
-    size_t base;
-    redact_spans *out;
-    unsigned flags;
-} scan;
 
 static int push(scan *g, size_t start, size_t end, unsigned cls, unsigned rule)
 {
@@ -264,9 +284,9 @@ static int detect_auth(scan *g)
     const char *s = g->s;
     size_t n = g->n;
     for (size_t i = 0; i < n; i++) {
-        if (lower((unsigned char)s[i]) != 'b' || is_word(before(s, i)))
+        if (lower((unsigned char)s[i]) != 'b' || is_word(before(g, i)))
             continue;
-        if (has_prefix_nocase(s, n, i, "bearer") && is_blank(at(s, n, i + 6))) {
+        if (has_prefix_nocase(s, n, i, "bearer") && is_blank(at(g, i + 6))) {
             size_t t = i + 6;
             while (t < n && is_blank((unsigned char)s[t]))
                 t++;
@@ -282,7 +302,7 @@ static int detect_auth(scan *g)
                     return -1;
                 i = e - 1;
             }
-        } else if (has_prefix_nocase(s, n, i, "basic") && is_blank(at(s, n, i + 5))) {
+        } else if (has_prefix_nocase(s, n, i, "basic") && is_blank(at(g, i + 5))) {
             size_t t = i + 5;
             while (t < n && is_blank((unsigned char)s[t]))
                 t++;
@@ -290,7 +310,7 @@ static int detect_auth(scan *g)
             size_t chars = e - t;
             for (int pad = 0; pad < 2 && e < n && s[e] == '='; pad++)
                 e++;
-            unsigned char next = at(s, n, e);
+            unsigned char next = after(g, e);
             if (chars >= 6 && (e - t) % 4 == 0 && !is_base64(next) && next != '=' &&
                 basic_credentials(s + t, e - t)) {
                 if (push(g, t, e, CLS_SECRET, HERALD_RULE_S3_AUTH) != 0)
@@ -340,9 +360,11 @@ static int is_age_char(unsigned char c)
 }
 
 /* prefix then a run of class in of at least min bytes: end, or 0. */
-static size_t prefixed_run(const char *s, size_t n, size_t i, size_t prefix_len, byte_class in,
+static size_t prefixed_run(const scan *g, size_t i, size_t prefix_len, byte_class in,
                            size_t min)
 {
+    const char *s = g->s;
+    size_t n = g->n;
     size_t p = i + prefix_len;
     if (p > n)
         return 0;
@@ -353,64 +375,66 @@ static size_t prefixed_run(const char *s, size_t n, size_t i, size_t prefix_len,
 /* The token that starts at i (prev is not a word byte), or 0. *jwt_skip
  * remembers a JWT head that failed: a later start inside it fails the same
  * way, so it is not walked again. */
-static size_t prefixed_token(const char *s, size_t n, size_t i, size_t *jwt_skip)
+static size_t prefixed_token(const scan *g, size_t i, size_t *jwt_skip)
 {
+    const char *s = g->s;
+    size_t n = g->n;
     size_t e;
     switch (s[i]) {
     case 'A':
         if (has_prefix(s, n, i, "AKIA") || has_prefix(s, n, i, "ASIA") ||
             has_prefix(s, n, i, "ABIA") || has_prefix(s, n, i, "ACCA") ||
-            (has_prefix(s, n, i, "A3T") && is_upper_alnum(at(s, n, i + 3)))) {
-            e = prefixed_run(s, n, i, 4, is_base32_upper, 16);
-            if (e && !is_alnum(at(s, n, e)))
+            (has_prefix(s, n, i, "A3T") && is_upper_alnum(at(g, i + 3)))) {
+            e = prefixed_run(g, i, 4, is_base32_upper, 16);
+            if (e && !is_alnum(after(g, e)))
                 return e;
         }
         if (has_prefix(s, n, i, "AIza"))
-            return prefixed_run(s, n, i, 4, is_alnum_us_dash, 35);
+            return prefixed_run(g, i, 4, is_alnum_us_dash, 35);
         if (has_prefix(s, n, i, "AGE-SECRET-KEY-1"))
-            return prefixed_run(s, n, i, 16, is_age_char, 58);
+            return prefixed_run(g, i, 16, is_age_char, 58);
         return 0;
     case 'g':
         if (has_prefix(s, n, i, "gh") && n - i > 3 && strchr("pousr", s[i + 2]) != NULL &&
             s[i + 2] != 0 && s[i + 3] == '_')
-            return prefixed_run(s, n, i, 4, is_alnum, 36);
+            return prefixed_run(g, i, 4, is_alnum, 36);
         if (has_prefix(s, n, i, "github_pat_"))
-            return prefixed_run(s, n, i, 11, is_alnum_us, 82);
+            return prefixed_run(g, i, 11, is_alnum_us, 82);
         if (has_prefix(s, n, i, "glpat-"))
-            return prefixed_run(s, n, i, 6, is_alnum_us_dash, 20);
+            return prefixed_run(g, i, 6, is_alnum_us_dash, 20);
         if (has_prefix(s, n, i, "glptt-"))
-            return prefixed_run(s, n, i, 6, is_lower_hex, 40);
+            return prefixed_run(g, i, 6, is_lower_hex, 40);
         return 0;
     case 'x':
         if (has_prefix(s, n, i, "xox") && n - i > 4 && s[i + 3] != 0 &&
             strchr("abposre", s[i + 3]) != NULL && s[i + 4] == '-')
-            return prefixed_run(s, n, i, 5, is_alnum_dash, 10);
-        if (has_prefix(s, n, i, "xapp-") && is_digit(at(s, n, i + 5)) && at(s, n, i + 6) == '-')
-            return prefixed_run(s, n, i, 7, is_alnum_dash, 10);
+            return prefixed_run(g, i, 5, is_alnum_dash, 10);
+        if (has_prefix(s, n, i, "xapp-") && is_digit(at(g, i + 5)) && at(g, i + 6) == '-')
+            return prefixed_run(g, i, 7, is_alnum_dash, 10);
         return 0;
     case 's':
     case 'r':
         if ((has_prefix(s, n, i, "sk_") || has_prefix(s, n, i, "rk_")) &&
             (has_prefix(s, n, i + 3, "live_") || has_prefix(s, n, i + 3, "test_") ||
              has_prefix(s, n, i + 3, "prod_")))
-            return prefixed_run(s, n, i, 8, is_alnum, 10);
+            return prefixed_run(g, i, 8, is_alnum, 10);
         if (s[i] == 'r')
             return 0;
         if (has_prefix(s, n, i, "sk-ant-")) {
             size_t p = run_of(s, n, i + 7, is_lower, 6);
             size_t q = run_of(s, n, p, is_digit, 3);
-            if (p - (i + 7) >= 3 && p - (i + 7) <= 5 && q - p == 2 && at(s, n, q) == '-')
-                return prefixed_run(s, n, q, 1, is_alnum_us_dash, 20);
+            if (p - (i + 7) >= 3 && p - (i + 7) <= 5 && q - p == 2 && at(g, q) == '-')
+                return prefixed_run(g, q, 1, is_alnum_us_dash, 20);
             return 0;
         }
         if (has_prefix(s, n, i, "sk-proj-"))
-            return prefixed_run(s, n, i, 8, is_alnum_us_dash, 20);
+            return prefixed_run(g, i, 8, is_alnum_us_dash, 20);
         if (has_prefix(s, n, i, "sk-svcacct-"))
-            return prefixed_run(s, n, i, 11, is_alnum_us_dash, 20);
+            return prefixed_run(g, i, 11, is_alnum_us_dash, 20);
         if (has_prefix(s, n, i, "sk-admin-"))
-            return prefixed_run(s, n, i, 9, is_alnum_us_dash, 20);
+            return prefixed_run(g, i, 9, is_alnum_us_dash, 20);
         if (has_prefix(s, n, i, "sk-")) {
-            e = prefixed_run(s, n, i, 3, is_alnum, 48);
+            e = prefixed_run(g, i, 3, is_alnum, 48);
             if (e && memcmp(s + i + 23, "T3BlbkFJ", 8) == 0)
                 return e;
             return 0;
@@ -418,61 +442,61 @@ static size_t prefixed_token(const char *s, size_t n, size_t i, size_t *jwt_skip
         if (has_prefix(s, n, i, "shp") &&
             (has_prefix(s, n, i + 3, "at_") || has_prefix(s, n, i + 3, "ss_") ||
              has_prefix(s, n, i + 3, "ca_") || has_prefix(s, n, i + 3, "pa_")))
-            return prefixed_run(s, n, i, 6, is_hex, 32);
+            return prefixed_run(g, i, 6, is_hex, 32);
         if (has_prefix(s, n, i, "sntryu_"))
-            return prefixed_run(s, n, i, 7, is_lower_hex, 64);
+            return prefixed_run(g, i, 7, is_lower_hex, 64);
         if (has_prefix(s, n, i, "sntrys_eyJ"))
-            return prefixed_run(s, n, i, 10, is_sentry_org, 20);
+            return prefixed_run(g, i, 10, is_sentry_org, 20);
         if (has_prefix(s, n, i, "sq0atp-") || has_prefix(s, n, i, "sq0csp-"))
-            return prefixed_run(s, n, i, 7, is_alnum_us_dash, 22);
+            return prefixed_run(g, i, 7, is_alnum_us_dash, 22);
         return 0;
     case 'w':
-        return has_prefix(s, n, i, "whsec_") ? prefixed_run(s, n, i, 6, is_alnum, 24) : 0;
+        return has_prefix(s, n, i, "whsec_") ? prefixed_run(g, i, 6, is_alnum, 24) : 0;
     case 'n':
-        return has_prefix(s, n, i, "npm_") ? prefixed_run(s, n, i, 4, is_alnum, 36) : 0;
+        return has_prefix(s, n, i, "npm_") ? prefixed_run(g, i, 4, is_alnum, 36) : 0;
     case 'p':
         return has_prefix(s, n, i, "pypi-AgEIcHlwaS5vcmc")
-                   ? prefixed_run(s, n, i, 20, is_alnum_us_dash, 50)
+                   ? prefixed_run(g, i, 20, is_alnum_us_dash, 50)
                    : 0;
     case 'S':
         if (has_prefix(s, n, i, "SG.")) {
             size_t a = run_of(s, n, i + 3, is_alnum_us_dash, 23);
-            if (a - (i + 3) == 22 && at(s, n, a) == '.')
-                return prefixed_run(s, n, a, 1, is_alnum_us_dash, 43);
+            if (a - (i + 3) == 22 && at(g, a) == '.')
+                return prefixed_run(g, a, 1, is_alnum_us_dash, 43);
             return 0;
         }
         if (has_prefix(s, n, i, "SK")) {
             e = run_of(s, n, i + 2, is_hex, 33);
-            if (e - (i + 2) == 32 && !is_alnum(at(s, n, e)))
+            if (e - (i + 2) == 32 && !is_alnum(after(g, e)))
                 return e;
         }
         return 0;
     case 'd':
         if (has_prefix(s, n, i, "do") && n - i > 2 && s[i + 2] != 0 &&
             strchr("opr", s[i + 2]) != NULL && has_prefix(s, n, i + 3, "_v1_"))
-            return prefixed_run(s, n, i, 7, is_lower_hex, 64);
+            return prefixed_run(g, i, 7, is_lower_hex, 64);
         if (has_prefix(s, n, i, "dp.pt."))
-            return prefixed_run(s, n, i, 6, is_alnum, 43);
+            return prefixed_run(g, i, 6, is_alnum, 43);
         return 0;
     case 'h':
-        return has_prefix(s, n, i, "hf_") ? prefixed_run(s, n, i, 3, is_alpha, 34) : 0;
+        return has_prefix(s, n, i, "hf_") ? prefixed_run(g, i, 3, is_alpha, 34) : 0;
     case 'P':
         if (has_prefix(s, n, i, "PMAK-")) {
             size_t a = run_of(s, n, i + 5, is_lower_hex, 25);
-            if (a - (i + 5) == 24 && at(s, n, a) == '-')
-                return prefixed_run(s, n, a, 1, is_lower_hex, 34);
+            if (a - (i + 5) == 24 && at(g, a) == '-')
+                return prefixed_run(g, a, 1, is_lower_hex, 34);
         }
         return 0;
     case 'l':
-        return has_prefix(s, n, i, "lin_api_") ? prefixed_run(s, n, i, 8, is_alnum, 40) : 0;
+        return has_prefix(s, n, i, "lin_api_") ? prefixed_run(g, i, 8, is_alnum, 40) : 0;
     case 'e':
         if (i < *jwt_skip || !has_prefix(s, n, i, "eyJ"))
             return 0;
         {
             size_t a = run_of(s, n, i + 3, is_alnum_us_dash, UNBOUNDED);
-            if (a - (i + 3) >= 10 && at(s, n, a) == '.' && has_prefix(s, n, a + 1, "eyJ")) {
+            if (a - (i + 3) >= 10 && at(g, a) == '.' && has_prefix(s, n, a + 1, "eyJ")) {
                 size_t b = run_of(s, n, a + 4, is_alnum_us_dash, UNBOUNDED);
-                if (b - (a + 4) >= 10 && at(s, n, b) == '.')
+                if (b - (a + 4) >= 10 && at(g, b) == '.')
                     return run_of(s, n, b + 1, is_alnum_us_dash, UNBOUNDED);
                 *jwt_skip = b;
                 return 0;
@@ -487,12 +511,11 @@ static size_t prefixed_token(const char *s, size_t n, size_t i, size_t *jwt_skip
 
 static int detect_tokens(scan *g)
 {
-    const char *s = g->s;
     size_t n = g->n, jwt_skip = 0;
     for (size_t i = 0; i < n; i++) {
-        if (is_word(before(s, i)))
+        if (is_word(before(g, i)))
             continue;
-        size_t e = prefixed_token(s, n, i, &jwt_skip);
+        size_t e = prefixed_token(g, i, &jwt_skip);
         if (e > i) {
             if (push(g, i, e, CLS_SECRET, HERALD_RULE_S4_TOKEN) != 0)
                 return -1;
@@ -529,8 +552,9 @@ static int header_class(const redact_buf *key)
 
 /* The identifier that ends at op (blanks allowed between). Sets [*a, *b) and
  * returns 1, or 0. */
-static int identifier_before(const char *s, size_t op, size_t *a, size_t *b)
+static int identifier_before(const scan *g, size_t op, size_t *a, size_t *b)
 {
+    const char *s = g->s;
     size_t j = op;
     for (int k = 0; k < IDENT_MAX && j > 0 && is_blank((unsigned char)s[j - 1]); k++)
         j--;
@@ -560,7 +584,7 @@ static int identifier_before(const char *s, size_t op, size_t *a, size_t *b)
             j--;
         }
     }
-    if (j > 0 && is_ident((unsigned char)s[j - 1]))
+    if (is_ident(before(g, j)))
         return 0;
     *a = start;
     *b = end;
@@ -604,7 +628,7 @@ static int detect_assignment(scan *g)
             if (i > 0 && s[i - 1] == ':') {
                 op = i - 1;
                 op_len = 2;
-            } else if (at(s, n, i + 1) == '>') {
+            } else if (at(g, i + 1) == '>') {
                 op = i;
                 op_len = 2;
             } else {
@@ -612,7 +636,7 @@ static int detect_assignment(scan *g)
                 op_len = 1;
             }
         } else if (s[i] == ':') {
-            if (at(s, n, i + 1) == '=' || at(s, n, i + 1) == ':' || before(s, i) == ':')
+            if (at(g, i + 1) == '=' || at(g, i + 1) == ':' || before(g, i) == ':')
                 continue;
             op = i;
             op_len = 1;
@@ -620,7 +644,7 @@ static int detect_assignment(scan *g)
             continue;
         }
         size_t id_a, id_b;
-        if (!identifier_before(s, op, &id_a, &id_b))
+        if (!identifier_before(g, op, &id_a, &id_b))
             continue;
         redact_key_info info;
         if (redact_key_classify(g->run, s + id_a, id_b - id_a, 0, 0, &info) != 0)
@@ -634,14 +658,14 @@ static int detect_assignment(scan *g)
             v++;
         size_t va = v, vb;
         if (v < n && (is_quote((unsigned char)s[v]) ||
-                      (s[v] == '\\' && is_quote(at(s, n, v + 1))))) {
+                      (s[v] == '\\' && is_quote(at(g, v + 1))))) {
             int escaped = s[v] == '\\';
             char quote = s[v + (size_t)escaped];
             va = v + 1 + (size_t)escaped;
             vb = va;
             while (vb < n) {
-                if (escaped ? (s[vb] == '\\' && at(s, n, vb + 1) == (unsigned char)quote)
-                            : (s[vb] == quote && before(s, vb) != '\\'))
+                if (escaped ? (s[vb] == '\\' && at(g, vb + 1) == (unsigned char)quote)
+                            : (s[vb] == quote && before(g, vb) != '\\'))
                     break;
                 vb++;
             }
@@ -717,8 +741,10 @@ static int tld_ok(const char *s, size_t len)
 }
 
 /* End of a valid domain starting at d, or 0. */
-static size_t domain_end(const char *s, size_t n, size_t d)
+static size_t domain_end(const scan *g, size_t d)
 {
+    const char *s = g->s;
+    size_t n = g->n;
     size_t p = d, labels = 0, end = 0, last_start = 0, first_start = d, first_end = d;
     for (;;) {
         size_t ls = p;
@@ -738,7 +764,8 @@ static size_t domain_end(const char *s, size_t n, size_t d)
         else
             break;
     }
-    if (labels < 2 || !tld_ok(s + last_start, end - last_start))
+    if (labels < 2 || !tld_ok(s + last_start, end - last_start) ||
+        is_domain_char(after(g, end)))
         return 0;
     /* Retina assets: logo@2x.png, icon@3x.webp */
     if (labels == 2 && first_end - first_start >= 2 &&
@@ -768,7 +795,7 @@ static int detect_email(scan *g)
                 a++;
             if (a < i && s[i - 1] != '.') {
                 size_t d = i + (c == '@' ? 1 : 3);
-                size_t e = domain_end(s, n, d);
+                size_t e = domain_end(g, d);
                 if (e != 0) {
                     if (push(g, a, e, CLS_EMAIL, HERALD_RULE_V1_EMAIL) != 0)
                         return -1;
@@ -796,8 +823,13 @@ static int detect_email(scan *g)
     return 0;
 }
 
+/* A whole text has the string's own ends on both sides. */
+#define WHOLE_TEXT(name, text, len) const scan name = {NULL, text, len, 0, NULL, 0, 0, 0, 0, 0}
+
 long redact_email_split(const char *s, size_t n)
 {
+    WHOLE_TEXT(whole, s, n);
+    const scan *g = &whole;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '@' || (s[i] == '%' && n - i >= 3 && s[i + 1] == '4' && s[i + 2] == '0')) {
             if (i == 0 || s[0] == '.' || s[i - 1] == '.')
@@ -806,7 +838,7 @@ long redact_email_split(const char *s, size_t n)
                 if (!is_local((unsigned char)s[k]) || (s[k] == '.' && s[k + 1] == '.'))
                     return -1;
             size_t d = i + (s[i] == '@' ? 1 : 3);
-            return domain_end(s, n, d) == n ? (long)i : -1;
+            return domain_end(g, d) == n ? (long)i : -1;
         }
     }
     return -1;
@@ -928,7 +960,7 @@ static int detect_card(scan *g)
     const herald_redactor *r = g->run->r;
     size_t i = 0;
     while (i < n) {
-        if (!is_digit((unsigned char)s[i]) || is_word(before(s, i))) {
+        if (!is_digit((unsigned char)s[i]) || is_word(before(g, i))) {
             i++;
             continue;
         }
@@ -944,12 +976,12 @@ static int detect_card(scan *g)
                 while (e < n && is_digit((unsigned char)s[e]))
                     e++;
                 scanned = e;
-                if (is_word(at(s, n, e))) {
+                if (is_word(after(g, e))) {
                     done = 1; /* a group glued to a word is no group */
                     break;
                 }
                 w[count++] = (digit_group){next, e, sep};
-                if ((at(s, n, e) == ' ' || at(s, n, e) == '-') && is_digit(at(s, n, e + 1))) {
+                if ((at(g, e) == ' ' || at(g, e) == '-') && is_digit(at(g, e + 1))) {
                     sep = s[e];
                     next = e + 1;
                 } else {
@@ -1049,7 +1081,7 @@ static int detect_iban(scan *g)
     for (size_t i = 0; i + 4 <= n; i++) {
         if (!is_alpha((unsigned char)s[i]) || !is_alpha((unsigned char)s[i + 1]) ||
             !is_digit((unsigned char)s[i + 2]) || !is_digit((unsigned char)s[i + 3]) ||
-            is_alnum(before(s, i)))
+            is_alnum(before(g, i)))
             continue;
         unsigned len = iban_length(upper((unsigned char)s[i]), upper((unsigned char)s[i + 1]));
         if (len == 0)
@@ -1061,8 +1093,8 @@ static int detect_iban(scan *g)
         char sep = 0;
         int ok = 1;
         while (count < len) {
-            if (count % 4 == 0 && (at(s, n, p) == ' ' || at(s, n, p) == '-') &&
-                is_alnum(at(s, n, p + 1))) {
+            if (count % 4 == 0 && (at(g, p) == ' ' || at(g, p) == '-') &&
+                is_alnum(at(g, p + 1))) {
                 if (sep != 0 && sep != s[p]) {
                     ok = 0;
                     break;
@@ -1070,13 +1102,13 @@ static int detect_iban(scan *g)
                 sep = s[p];
                 p++;
             }
-            if (!is_alnum(at(s, n, p))) {
+            if (!is_alnum(at(g, p))) {
                 ok = 0;
                 break;
             }
             c[count++] = upper((unsigned char)s[p++]);
         }
-        if (!ok || is_alnum(at(s, n, p)) || !iban_checksum_ok(c, len))
+        if (!ok || is_alnum(after(g, p)) || !iban_checksum_ok(c, len))
             continue;
         if (push(g, i, p, CLS_IBAN, HERALD_RULE_V3_IBAN) != 0)
             return -1;
@@ -1087,10 +1119,10 @@ static int detect_iban(scan *g)
 
 /* ================= V4 SSN ================= */
 
-static int digits_at(const char *s, size_t n, size_t i, size_t count)
+static int digits_at(const scan *g, size_t i, size_t count)
 {
     for (size_t k = 0; k < count; k++)
-        if (!is_digit(at(s, n, i + k)))
+        if (!is_digit(at(g, i + k)))
             return 0;
     return 1;
 }
@@ -1108,12 +1140,12 @@ static int detect_ssn(scan *g)
     const char *s = g->s;
     size_t n = g->n;
     for (size_t i = 0; i + 11 <= n; i++) {
-        if (s[i + 3] != '-' || s[i + 6] != '-' || !digits_at(s, n, i, 3) ||
-            !digits_at(s, n, i + 4, 2) || !digits_at(s, n, i + 7, 4))
+        if (s[i + 3] != '-' || s[i + 6] != '-' || !digits_at(g, i, 3) ||
+            !digits_at(g, i + 4, 2) || !digits_at(g, i + 7, 4))
             continue;
-        unsigned char prev = before(s, i), next = at(s, n, i + 11);
+        unsigned char prev = before(g, i), next = after(g, i + 11);
         if (is_word(prev) || prev == '-' || is_word(next) ||
-            (next == '-' && is_digit(at(s, n, i + 12))))
+            (next == '-' && is_digit(at(g, i + 12))))
             continue;
         if (all_char(s + i, 3, '0') || memcmp(s + i, "666", 3) == 0 ||
             all_char(s + i + 4, 2, '0') || all_char(s + i + 7, 4, '0'))
@@ -1135,32 +1167,34 @@ static int is_phone_sep(unsigned char c)
 /* P2/P3 start: prev is not [A-Za-z0-9_+./-], and the candidate is not the
  * tail of a longer digit-group sequence ("0044 0532 0130 00" in a bad IBAN:
  * PII.md's "not S + digit" rule for next, mirrored for prev). */
-static int phone_prev_ok(const char *s, size_t i)
+static int phone_prev_ok(const scan *g, size_t i)
 {
-    unsigned char p = before(s, i);
+    unsigned char p = before(g, i);
     if (is_word(p) || (p != 0 && strchr("+./-", p) != NULL))
         return 0;
-    if (p == ' ' && i >= 2 && is_digit((unsigned char)s[i - 2]))
+    if (p == ' ' && i >= 1 && is_digit(before(g, i - 1)))
         return 0;
     return 1;
 }
 
-static int phone_next_ok(const char *s, size_t n, size_t e)
+static int phone_next_ok(const scan *g, size_t e)
 {
-    unsigned char c = at(s, n, e);
+    unsigned char c = after(g, e);
     if (is_word(c))
         return 0;
-    if ((is_phone_sep(c) || c == '/') && is_digit(at(s, n, e + 1)))
+    if ((is_phone_sep(c) || c == '/') && is_digit(at(g, e + 1)))
         return 0;
     return 1;
 }
 
 /* P1: +CC ... with 8-15 counted digits; the longest prefix of whole groups
  * that fits. Returns the end or 0. */
-static size_t phone_international(const char *s, size_t n, size_t i)
+static size_t phone_international(const scan *g, size_t i)
 {
-    unsigned char p = before(s, i);
-    if (is_word(p) || p == '+' || at(s, n, i + 1) < '1' || at(s, n, i + 1) > '9')
+    const char *s = g->s;
+    size_t n = g->n;
+    unsigned char p = before(g, i);
+    if (is_word(p) || p == '+' || at(g, i + 1) < '1' || at(g, i + 1) > '9')
         return 0;
     size_t e = i + 1;
     while (e < n && is_digit((unsigned char)s[e]) && e - i <= 16)
@@ -1168,25 +1202,25 @@ static size_t phone_international(const char *s, size_t n, size_t i)
     size_t count = e - i - 1, best = 0;
     if (count > 15)
         return 0;
-    if (count >= 8 && !is_word(at(s, n, e)))
+    if (count >= 8 && !is_word(after(g, e)))
         best = e;
     for (;;) {
         size_t q = e, paren = 0;
-        if (is_phone_sep(at(s, n, q)))
+        if (is_phone_sep(at(g, q)))
             q++;
-        if (at(s, n, q) == '(') {
+        if (at(g, q) == '(') {
             size_t d = q + 1, de = d;
             while (de < n && is_digit((unsigned char)s[de]) && de - d < 5)
                 de++;
-            if (de == d || de - d > 4 || at(s, n, de) != ')')
+            if (de == d || de - d > 4 || at(g, de) != ')')
                 break;
             if (!(de - d == 1 && s[d] == '0'))
                 paren = de - d; /* a (0) trunk group does not count */
             q = de + 1;
-            if (is_phone_sep(at(s, n, q)))
+            if (is_phone_sep(at(g, q)))
                 q++;
         }
-        if (!is_digit(at(s, n, q)))
+        if (!is_digit(at(g, q)))
             break;
         size_t r = q;
         while (r < n && is_digit((unsigned char)s[r]) && r - q <= 16)
@@ -1195,58 +1229,61 @@ static size_t phone_international(const char *s, size_t n, size_t i)
         if (count > 15)
             break;
         e = r;
-        if (count >= 8 && !is_word(at(s, n, e)))
+        if (count >= 8 && !is_word(after(g, e)))
             best = e;
     }
     return best;
 }
 
 /* P2 NANP: (1 )?(NXX) NXX-XXXX or NXX S NXX S XXXX. */
-static size_t phone_nanp(const char *s, size_t n, size_t i)
+static size_t phone_nanp(const scan *g, size_t i)
 {
+    const char *s = g->s;
     size_t p = i;
     if (s[p] == '1') {
-        if (!is_phone_sep(at(s, n, p + 1)))
+        if (!is_phone_sep(at(g, p + 1)))
             return 0;
         p += 2;
     }
     int paren = 0;
     unsigned char s1 = 0;
-    if (at(s, n, p) == '(') {
-        if (!(at(s, n, p + 1) >= '2' && at(s, n, p + 1) <= '9') || !digits_at(s, n, p + 2, 2) ||
-            at(s, n, p + 4) != ')')
+    if (at(g, p) == '(') {
+        if (!(at(g, p + 1) >= '2' && at(g, p + 1) <= '9') || !digits_at(g, p + 2, 2) ||
+            at(g, p + 4) != ')')
             return 0;
         p += 5;
-        if (at(s, n, p) == ' ')
+        if (at(g, p) == ' ')
             p++;
         paren = 1;
     } else {
-        if (!(at(s, n, p) >= '2' && at(s, n, p) <= '9') || !digits_at(s, n, p + 1, 2) ||
-            !is_phone_sep(at(s, n, p + 3)))
+        if (!(at(g, p) >= '2' && at(g, p) <= '9') || !digits_at(g, p + 1, 2) ||
+            !is_phone_sep(at(g, p + 3)))
             return 0;
-        s1 = at(s, n, p + 3);
+        s1 = at(g, p + 3);
         p += 4;
     }
-    if (!(at(s, n, p) >= '2' && at(s, n, p) <= '9') || !digits_at(s, n, p + 1, 2))
+    if (!(at(g, p) >= '2' && at(g, p) <= '9') || !digits_at(g, p + 1, 2))
         return 0;
-    unsigned char s2 = at(s, n, p + 3);
+    unsigned char s2 = at(g, p + 3);
     if (!is_phone_sep(s2) || (!paren && s2 != s1))
         return 0;
     p += 4;
-    if (!digits_at(s, n, p, 4))
+    if (!digits_at(g, p, 4))
         return 0;
     p += 4;
-    return phone_next_ok(s, n, p) ? p : 0;
+    return phone_next_ok(g, p) ? p : 0;
 }
 
 /* P3 national with trunk 0: 0AA[A..] then 1-4 groups, 10-12 digits. */
-static size_t phone_national(const char *s, size_t n, size_t i)
+static size_t phone_national(const scan *g, size_t i)
 {
+    const char *s = g->s;
+    size_t n = g->n;
     size_t p = i;
     int paren = s[p] == '(';
     if (paren)
         p++;
-    if (at(s, n, p) != '0' || !(at(s, n, p + 1) >= '1' && at(s, n, p + 1) <= '9'))
+    if (at(g, p) != '0' || !(at(g, p + 1) >= '1' && at(g, p + 1) <= '9'))
         return 0;
     size_t e = p;
     while (e < n && is_digit((unsigned char)s[e]) && e - p <= 5)
@@ -1255,11 +1292,11 @@ static size_t phone_national(const char *s, size_t n, size_t i)
     if (total < 2 || total > 5)
         return 0;
     if (paren) {
-        if (at(s, n, e) != ')' || at(s, n, e + 1) != ' ')
+        if (at(g, e) != ')' || at(g, e + 1) != ' ')
             return 0;
         p = e + 2;
     } else {
-        unsigned char c = at(s, n, e);
+        unsigned char c = at(g, e);
         if (!(is_phone_sep(c) || c == '/'))
             return 0;
         p = e + 1;
@@ -1275,15 +1312,15 @@ static size_t phone_national(const char *s, size_t n, size_t i)
         total += r - p;
         groups++;
         end = r;
-        unsigned char c = at(s, n, r);
-        if (groups == 4 || !is_phone_sep(c) || !is_digit(at(s, n, r + 1)))
+        unsigned char c = at(g, r);
+        if (groups == 4 || !is_phone_sep(c) || !is_digit(at(g, r + 1)))
             break;
         if (later != 0 && later != c)
             break;
         later = c;
         p = r + 1;
     }
-    if (groups == 0 || total < 10 || total > 12 || !phone_next_ok(s, n, end))
+    if (groups == 0 || total < 10 || total > 12 || !phone_next_ok(g, end))
         return 0;
     return end;
 }
@@ -1297,12 +1334,12 @@ static int detect_phone(scan *g)
         unsigned char c = (unsigned char)s[i];
         size_t e = 0;
         if (c == '+') {
-            e = phone_international(s, n, i);
-        } else if (i >= covered && (c == '(' || is_digit(c)) && phone_prev_ok(s, i)) {
+            e = phone_international(g, i);
+        } else if (i >= covered && (c == '(' || is_digit(c)) && phone_prev_ok(g, i)) {
             if (c == '1' || c == '(' || (c >= '2' && c <= '9'))
-                e = phone_nanp(s, n, i);
+                e = phone_nanp(g, i);
             if (e == 0 && (c == '0' || c == '('))
-                e = phone_national(s, n, i);
+                e = phone_national(g, i);
         }
         if (e > i) {
             if (push(g, i, e, CLS_PHONE, HERALD_RULE_V5_PHONE) != 0)
@@ -1316,8 +1353,10 @@ static int detect_phone(scan *g)
 /* ================= V6 IPv4 ================= */
 
 /* A dotted quad at i: octets 0-255 without leading zeros. End, or 0. */
-static size_t ipv4_at(const char *s, size_t n, size_t i)
+static size_t ipv4_at(const scan *g, size_t i)
 {
+    const char *s = g->s;
+    size_t n = g->n;
     size_t p = i;
     for (int k = 0; k < 4; k++) {
         size_t d = p;
@@ -1329,12 +1368,33 @@ static size_t ipv4_at(const char *s, size_t n, size_t i)
         if (p == d || p - d > 3 || v > 255 || (p - d > 1 && s[d] == '0'))
             return 0;
         if (k < 3) {
-            if (at(s, n, p) != '.')
+            if (at(g, p) != '.')
                 return 0;
             p++;
         }
     }
     return p;
+}
+
+/* Spans this stage found in the segment before V6 ran, merged and sorted
+ * (redact_detect_pii sets them up). An exemption that leans on bytes inside
+ * one of them is not granted: a second pass sees a marker there. */
+static int overlaps_found(const scan *g, size_t a, size_t b)
+{
+    if (g->found_count == 0)
+        return 0;
+    const redact_span *v = g->out->v + g->found;
+    size_t lo = 0, hi = g->found_count;
+    a += g->base;
+    b += g->base;
+    while (lo < hi) { /* the first span that ends after a */
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].end <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < g->found_count && v[lo].start < b;
 }
 
 static int is_product_char(unsigned char c)
@@ -1343,15 +1403,18 @@ static int is_product_char(unsigned char c)
 }
 
 /* "Chrome/120.0.0.0": a product token before the '/' at slash. */
-static int product_version(const char *s, size_t slash)
+static int product_version(const scan *g, size_t slash)
 {
+    const char *s = g->s;
     size_t j = slash;
     while (j > 0 && slash - j < 64 && is_product_char((unsigned char)s[j - 1]))
         j--;
     if (j == slash || !is_alpha((unsigned char)s[j]))
         return 0;
-    unsigned char p = before(s, j);
-    return p == 0 || is_space(p) || p == '(' || p == ';' || p == ',';
+    unsigned char p = before(g, j);
+    if (!(p == 0 || is_space(p) || p == '(' || p == ';' || p == ','))
+        return 0;
+    return !overlaps_found(g, j > 0 ? j - 1 : 0, slash + 1);
 }
 
 static int is_joiner(unsigned char c)
@@ -1360,8 +1423,9 @@ static int is_joiner(unsigned char c)
 }
 
 /* "version 1.2.3.4", "fw-1.2.3.4": a version word within 24 bytes. */
-static int version_word_before(const char *s, size_t i)
+static int version_word_before(const scan *g, size_t i)
 {
+    const char *s = g->s;
     static const char *const words[] = {"version", "ver", "v",  "build",
                                         "release", "rev", "firmware", "fw"};
     size_t limit = i > 24 ? i - 24 : 0;
@@ -1371,11 +1435,11 @@ static int version_word_before(const char *s, size_t i)
     size_t end = j;
     while (j > limit && is_alpha((unsigned char)s[j - 1]))
         j--;
-    if (j == end || is_alpha(before(s, j)))
+    if (j == end || is_alpha(before(g, j)))
         return 0;
     for (size_t k = 0; k < sizeof words / sizeof *words; k++)
         if (equals_nocase(s + j, end - j, words[k]))
-            return 1;
+            return !overlaps_found(g, j, i);
     return 0;
 }
 
@@ -1384,17 +1448,17 @@ static int detect_ipv4(scan *g)
     const char *s = g->s;
     size_t n = g->n;
     for (size_t i = 0; i < n; i++) {
-        unsigned char p = before(s, i);
+        unsigned char p = before(g, i);
         if (!is_digit((unsigned char)s[i]) || is_word(p) || p == '.')
             continue;
-        size_t e = ipv4_at(s, n, i);
+        size_t e = ipv4_at(g, i);
         if (e == 0)
             continue;
-        unsigned char next = at(s, n, e);
-        if (is_word(next) || (next == '.' && is_digit(at(s, n, e + 1))) ||
-            (next == '-' && is_alpha(at(s, n, e + 1))))
+        unsigned char next = after(g, e);
+        if (is_word(next) || (next == '.' && is_digit(at(g, e + 1))) ||
+            (next == '-' && is_alpha(at(g, e + 1))))
             continue;
-        if (p == '@' || (p == '/' && product_version(s, i - 1)) || version_word_before(s, i))
+        if (p == '@' || (p == '/' && product_version(g, i - 1)) || version_word_before(g, i))
             continue;
         if (push(g, i, e, CLS_IP, HERALD_RULE_V6_IPV4) != 0)
             return -1;
@@ -1426,7 +1490,7 @@ static int detect_ipv6(scan *g)
     const char *s = g->s;
     size_t n = g->n;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i], p = before(s, i);
+        unsigned char c = (unsigned char)s[i], p = before(g, i);
         if (!(is_hex(c) || c == ':') || is_word(p) || p == ':' || p == '.')
             continue;
         size_t run_end = i;
@@ -1444,12 +1508,12 @@ static int detect_ipv6(scan *g)
             decimal |= is_digit((unsigned char)s[k]);
         }
         size_t z = e;
-        if (e == run_end && at(s, n, z) == '%' && is_alnum(at(s, n, z + 1))) {
+        if (e == run_end && at(g, z) == '%' && is_alnum(at(g, z + 1))) {
             z++;
             while (z < n && is_alnum((unsigned char)s[z]))
                 z++;
         }
-        if (colons >= 2 && decimal && e - i > 2 && !is_word(at(s, n, z)) &&
+        if (colons >= 2 && decimal && e - i > 2 && !is_word(after(g, z)) &&
             ipv6_valid(s + i, e - i)) {
             if (push(g, i, z, CLS_IP, HERALD_RULE_V7_IPV6) != 0)
                 return -1;
@@ -1462,7 +1526,9 @@ static int detect_ipv6(scan *g)
 
 int redact_is_ip(const char *s, size_t n)
 {
-    if (n > 0 && ipv4_at(s, n, 0) == n)
+    WHOLE_TEXT(whole, s, n);
+    const scan *g = &whole;
+    if (n > 0 && ipv4_at(g, 0) == n)
         return HERALD_RULE_V6_IPV4;
     size_t addr = n;
     for (size_t i = 0; i < n; i++)
@@ -1490,10 +1556,10 @@ static int detect_mac(scan *g)
     const char *s = g->s;
     size_t n = g->n;
     for (size_t i = 0; i < n; i++) {
-        if (!is_hex((unsigned char)s[i]) || is_mac_edge(before(s, i)))
+        if (!is_hex((unsigned char)s[i]) || is_mac_edge(before(g, i)))
             continue;
         size_t e = 0;
-        unsigned char sep = at(s, n, i + 2);
+        unsigned char sep = at(g, i + 2);
         if ((sep == ':' || sep == '-') && n - i >= 17) {
             int ok = 1;
             for (size_t k = 0; k < 6 && ok; k++) {
@@ -1503,7 +1569,7 @@ static int detect_mac(scan *g)
             }
             if (ok)
                 e = i + 17;
-        } else if (at(s, n, i + 4) == '.' && n - i >= 14 && s[i + 9] == '.') {
+        } else if (at(g, i + 4) == '.' && n - i >= 14 && s[i + 9] == '.') {
             int ok = 1, letter = 0;
             for (size_t k = 0; k < 14 && ok; k++) {
                 if (k == 4 || k == 9)
@@ -1514,7 +1580,7 @@ static int detect_mac(scan *g)
             if (ok && letter)
                 e = i + 14;
         }
-        if (e == 0 || is_mac_edge(at(s, n, e)))
+        if (e == 0 || is_mac_edge(after(g, e)))
             continue;
         int zero = 1, ones = 1;
         for (size_t k = i; k < e; k++) {
@@ -1626,19 +1692,20 @@ static int detect_crypto(scan *g)
     size_t n = g->n;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (is_alnum(before(s, i)))
+        if (is_alnum(before(g, i)))
             continue;
         size_t e = 0;
         if (c == '1' || c == '3') {
             size_t r = run_of(s, n, i + 1, is_base58, 35);
             size_t len = r - (i + 1);
-            if (len >= 25 && len <= 34 && !is_alnum(at(s, n, r)) &&
+            if (len >= 25 && len <= 34 && !is_alnum(after(g, r)) &&
                 base58check_address(s + i, r - i))
                 e = r;
         } else if (has_prefix(s, n, i, "bc1") || has_prefix(s, n, i, "BC1")) {
             size_t r = run_of(s, n, i + 3, c == 'b' ? is_bech32_lower : is_bech32_upper, 72);
             size_t len = r - (i + 3);
-            if (len >= 11 && len <= 71 && !is_alnum(at(s, n, r)) && bech32_address(s + i + 3, len))
+            if (len >= 11 && len <= 71 && !is_alnum(after(g, r)) &&
+                bech32_address(s + i + 3, len))
                 e = r;
         }
         if (e > i) {
@@ -1671,13 +1738,13 @@ static int detect_user_path(scan *g)
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '/' && s[i] != '\\')
             continue;
-        if (!is_path_start(before(s, i)) && !(i >= 7 && has_prefix_nocase(s, n, i - 7, "file://")))
+        if (!is_path_start(before(g, i)) && !(i >= 7 && has_prefix_nocase(s, n, i - 7, "file://")))
             continue;
         for (size_t k = 0; k < sizeof homes / sizeof *homes; k++) {
             size_t len = strlen(homes[k]);
             if (!has_prefix_nocase(s, n, i + 1, homes[k]))
                 continue;
-            unsigned char sep = at(s, n, i + 1 + len);
+            unsigned char sep = at(g, i + 1 + len);
             if (sep != '/' && sep != '\\')
                 continue;
             size_t a = i + 2 + len, b = a;
@@ -1748,10 +1815,16 @@ static int detect_custom(scan *g)
 
 /* ================= stage entry points ================= */
 
+static unsigned char edge(unsigned flags, unsigned which)
+{
+    return (flags & which) ? EDGE_MARKER : 0;
+}
+
 int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base, unsigned flags,
                           redact_spans *out)
 {
-    scan g = {run, s, n, base, out, flags};
+    scan g = {run, s, n, base, out, flags, 0, 0, edge(flags, RF_LEFT_MARKER),
+              edge(flags, RF_RIGHT_MARKER)};
     int segment = (flags & RF_SEGMENT) != 0; /* URL path segments: S4 only */
     if (!segment && rule_on(&g, HERALD_RULE_S3_AUTH) && detect_auth(&g) != 0)
         return -1;
@@ -1765,7 +1838,9 @@ int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base,
 int redact_detect_pii(redact_run *run, const char *s, size_t n, size_t base, unsigned flags,
                       redact_spans *out)
 {
-    scan g = {run, s, n, base, out, flags};
+    scan g = {run, s, n, base, out, flags, 0, 0, edge(flags, RF_LEFT_MARKER),
+              edge(flags, RF_RIGHT_MARKER)};
+    size_t first = out->n;
     if (rule_on(&g, HERALD_RULE_V1_EMAIL) && detect_email(&g) != 0)
         return -1;
     if (rule_on(&g, HERALD_RULE_V2_CARD) && detect_card(&g) != 0)
@@ -1776,12 +1851,8 @@ int redact_detect_pii(redact_run *run, const char *s, size_t n, size_t base, uns
         return -1;
     if (rule_on(&g, HERALD_RULE_V5_PHONE) && detect_phone(&g) != 0)
         return -1;
-    if (!(flags & RF_NO_IP)) {
-        if (rule_on(&g, HERALD_RULE_V6_IPV4) && detect_ipv4(&g) != 0)
-            return -1;
-        if (rule_on(&g, HERALD_RULE_V7_IPV6) && detect_ipv6(&g) != 0)
-            return -1;
-    }
+    if (!(flags & RF_NO_IP) && rule_on(&g, HERALD_RULE_V7_IPV6) && detect_ipv6(&g) != 0)
+        return -1;
     if (rule_on(&g, HERALD_RULE_V8_MAC) && detect_mac(&g) != 0)
         return -1;
     if (rule_on(&g, HERALD_RULE_V9_CRYPTO) && detect_crypto(&g) != 0)
@@ -1790,5 +1861,18 @@ int redact_detect_pii(redact_run *run, const char *s, size_t n, size_t base, uns
         return -1;
     if (rule_on(&g, HERALD_RULE_CUSTOM) && detect_custom(&g) != 0)
         return -1;
+    /* V6 last: its exemptions look back up to 64 bytes and must not lean on
+     * text the rules above are about to replace. */
+    if (!(flags & RF_NO_IP) && rule_on(&g, HERALD_RULE_V6_IPV4)) {
+        if (out->n > first) {
+            redact_spans found = {out->v + first, out->n - first, out->n - first};
+            redact_spans_merge(&found);
+            out->n = first + found.n;
+            g.found = first;
+            g.found_count = found.n;
+        }
+        if (detect_ipv4(&g) != 0)
+            return -1;
+    }
     return 0;
 }

@@ -88,7 +88,8 @@ const char *redact_find(const char *s, size_t n, const char *needle, size_t m);
 typedef struct redact_span {
     size_t start, end;
     uint8_t cls;
-    uint8_t rule; /* herald_redact_rule */
+    uint8_t rule;    /* herald_redact_rule */
+    unsigned flags;  /* segments only: RF_LEFT_MARKER, RF_RIGHT_MARKER */
 } redact_span;
 
 typedef struct redact_spans {
@@ -181,6 +182,8 @@ void redact_count(redact_run *run, unsigned rule);
 #define RF_NO_IP 0x02u    /* under a version or user-agent key: V6/V7 off */
 #define RF_IDENTITY 0x04u /* userId/groupId/previousId: pseudonymise when keyed */
 #define RF_SEGMENT 0x08u  /* a URL path segment: S4 and V rules only (§5.3) */
+#define RF_LEFT_MARKER 0x100u  /* the segment starts right after a marker */
+#define RF_RIGHT_MARKER 0x200u /* the segment ends right before a marker */
 
 /* Length of the marker that starts at s (s[0] == '['), or 0. Markers are the
  * texts this redactor can produce: [class], [class:<16 hex>] when a hash key
@@ -188,7 +191,8 @@ void redact_count(redact_run *run, unsigned rule);
 size_t redact_marker_len(const herald_redactor *r, const char *s, size_t n);
 
 /* The segments of s[0,n) that scanners see: the text minus markers and minus
- * the sorted ranges in opaque (which may be NULL). Appended to out as spans. */
+ * the sorted ranges in opaque (which may be NULL), as spans in out whose
+ * flags field holds RF_LEFT_MARKER / RF_RIGHT_MARKER. */
 int redact_segments(const herald_redactor *r, const char *s, size_t n,
                     const redact_spans *opaque, redact_spans *out);
 

@@ -87,28 +87,36 @@ static int is_secret_key(const char *key)
     return 0;
 }
 
-/* Every write key, every header value and every string under a key that
- * looks secret, in every destination. */
-static void register_secrets(const json_t *config)
+/* Walk the whole configuration: every header value, and every string under a
+ * key that looks secret (write_key, hash_key, token, password, ...), at any
+ * depth (destinations, "redact", ...). Each is added to the scrub list and,
+ * with mask set, replaced by "***". Configurations are shallow: the depth
+ * bound only guards against a hostile file. */
+static void walk_secrets(json_t *node, int in_headers, int mask, int depth)
 {
-    const json_t *dests = json_object_get(config, "destinations");
+    if (depth > 32)
+        return;
+    const char *key;
+    json_t *val;
     size_t i;
-    const json_t *d;
-    json_array_foreach(dests, i, d) {
-        const char *key;
-        const json_t *val;
-        json_object_foreach((json_t *)d, key, val) {
-            if (strcmp(key, "headers") == 0 && json_is_object(val)) {
-                const char *hk;
-                const json_t *hv;
-                json_object_foreach((json_t *)val, hk, hv)
-                    if (json_is_string(hv))
-                        secret_add(json_string_value(hv));
-            } else if (json_is_string(val) && is_secret_key(key)) {
-                secret_add(json_string_value(val));
-            }
+    if (json_is_array(node)) {
+        json_array_foreach(node, i, val) walk_secrets(val, 0, mask, depth + 1);
+        return;
+    }
+    json_object_foreach(node, key, val) {
+        if (json_is_string(val) && (in_headers || is_secret_key(key))) {
+            secret_add(json_string_value(val));
+            if (mask)
+                json_object_set_new(node, key, json_string("***"));
+        } else if (json_is_object(val) || json_is_array(val)) {
+            walk_secrets(val, strcmp(key, "headers") == 0, mask, depth + 1);
         }
     }
+}
+
+static void register_secrets(const json_t *config)
+{
+    walk_secrets((json_t *)config, 0, 0, 0);
 }
 
 char *config_redacted_dump(const json_t *config)
@@ -116,23 +124,7 @@ char *config_redacted_dump(const json_t *config)
     json_t *copy = json_deep_copy(config);
     if (!copy)
         die_nomem();
-    json_t *dests = json_object_get(copy, "destinations");
-    size_t i;
-    json_t *d;
-    json_array_foreach(dests, i, d) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(d, key, val) {
-            if (strcmp(key, "headers") == 0 && json_is_object(val)) {
-                const char *hk;
-                json_t *hv;
-                json_object_foreach(val, hk, hv)
-                    json_object_set_new(val, hk, json_string("***"));
-            } else if (json_is_string(val) && is_secret_key(key)) {
-                json_object_set_new(d, key, json_string("***"));
-            }
-        }
-    }
+    walk_secrets(copy, 0, 1, 0);
     char *s = json_dumps(copy, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(copy);
     if (!s)

@@ -85,6 +85,12 @@ typedef struct herald_backend_request {
     char *body;
     size_t body_length;
     char *headers;
+    /* Credentials sent in the body (an API key field), '\n'-separated,
+     * herald_alloc'ed, or NULL. herald removes them, like every request
+     * header value but Content-Type, Content-Encoding, Accept and User-Agent,
+     * from response excerpts and reasons before storing or logging them: a
+     * server that echoes a key in its error must not put it in a dead letter. */
+    char *secrets;
 } herald_backend_request;
 
 /* A response as the core read it. status 0 means no HTTP response arrived

@@ -425,7 +425,7 @@ static int url_split(const char *url, char **host, char **path)
         }
     }
     size_t n = strcspn(rest, "#");
-    int slash = rest == url ? 0 : rest[0] != '/';
+    int slash = rest[0] != '/';
     *path = malloc(n + 2);
     if (*path == NULL) {
         free(*host);
@@ -433,7 +433,7 @@ static int url_split(const char *url, char **host, char **path)
         return -1;
     }
     size_t o = 0;
-    if (slash || n == 0)
+    if (slash)
         (*path)[o++] = '/';
     memcpy(*path + o, rest, n);
     (*path)[o + n] = '\0';
@@ -493,7 +493,8 @@ static int data_check_object(const json_t *object, char *key, size_t key_length,
 static int data_check(const json_t *value, char *key, size_t key_length, size_t key_cap, char *err,
                       size_t errlen)
 {
-    if (json_is_object(value) && json_object_size(value) > 0)
+    /* An empty object stores nothing. */
+    if (json_is_object(value))
         return data_check_object(value, key, key_length, key_cap, err, errlen);
     size_t key_units = utf16_length(key);
     if (key_units > DATA_MAX_UNITS) {
@@ -594,12 +595,166 @@ static int too_long(const char *what, const char *value, size_t max, char *err, 
     return 1;
 }
 
+/* The page an event is about, as Umami's payload wants it. */
+typedef struct page_info {
+    char *host;                /* the page URL's host, or NULL */
+    char *path;                /* payload.url: path and query */
+    const char *title;
+    const char *referrer;
+} page_info;
+
+/* For page events their properties first, then context.page; a screen (or
+ * a page without a URL) gets "/<name>", anything else "/". */
+static int page_of(const json_t *event, int is_page, int is_screen, page_info *out)
+{
+    const json_t *page = json_object_get(json_object_get(event, "context"), "page");
+    const json_t *properties = json_object_get(event, "properties");
+    const char *name = get_string(event, "name");
+    const char *url = is_page ? get_string(properties, "url") : NULL;
+    out->title = is_page ? get_string(properties, "title") : NULL;
+    out->referrer = is_page ? get_string(properties, "referrer") : NULL;
+    if (url == NULL)
+        url = get_string(page, "url");
+    if (url == NULL)
+        url = get_string(page, "path");
+    if (out->title == NULL)
+        out->title = get_string(page, "title");
+    if (out->referrer == NULL)
+        out->referrer = get_string(page, "referrer");
+    if (out->title == NULL && (is_page || is_screen))
+        out->title = name;
+    if (url)
+        return url_split(url, &out->host, &out->path);
+    out->path = (is_page || is_screen) && name ? name_path(name) : strdup("/");
+    return out->path ? 0 : -1;
+}
+
+/* payload.data of an event, or NULL (none). Returns -1 when out of memory. */
+static int data_of(const json_t *event, const char *type, json_t **out)
+{
+    const json_t *properties = json_object_get(event, "properties");
+    const json_t *traits = json_object_get(event, "traits");
+    const char *user_id = get_string(event, "userId");
+    json_t *data = NULL;
+    if (!json_is_object(properties))
+        properties = NULL;
+    if (strcmp(type, "track") == 0 || strcmp(type, "screen") == 0 || strcmp(type, "page") == 0) {
+        /* The properties; of a page event those that do not describe the page. */
+        int is_page = strcmp(type, "page") == 0;
+        const char *key;
+        json_t *value;
+        json_object_foreach((json_t *)properties, key, value)
+        {
+            if (is_page && page_field(key))
+                continue;
+            if ((data == NULL && (data = json_object()) == NULL) ||
+                json_object_set(data, key, value) != 0)
+                goto fail;
+        }
+        *out = data;
+        return 0;
+    }
+    /* identify: the traits and the user id. group and alias have no Umami
+     * call of their own: they become session data too. */
+    if ((data = json_object()) == NULL)
+        return -1;
+    int rc = 0;
+    if (strcmp(type, "identify") == 0) {
+        if (json_is_object(traits))
+            rc |= json_object_update(data, (json_t *)traits);
+        if (user_id && json_object_get(data, "userId") == NULL)
+            rc |= set_string(data, "userId", user_id);
+    } else if (strcmp(type, "group") == 0) {
+        rc |= set_string(data, "groupId", get_string(event, "groupId"));
+        if (json_is_object(traits) && json_object_size(traits) > 0)
+            rc |= json_object_set(data, "group", (json_t *)traits);
+    } else {
+        rc |= set_string(data, "userId", user_id);
+        rc |= set_string(data, "previousId", get_string(event, "previousId"));
+    }
+    if (rc != 0)
+        goto fail;
+    *out = data;
+    return 0;
+fail:
+    json_decref(data);
+    return -1;
+}
+
+/* Context Umami keeps per session; over its limits it is left out. */
+static void session_fields(const json_t *context, json_t *payload)
+{
+    const char *language = get_string(context, "locale");
+    if (language && utf16_length(language) <= LANGUAGE_MAX_UNITS)
+        set_string(payload, "language", language);
+    const json_t *screen = json_object_get(context, "screen");
+    json_t *width = json_object_get(screen, "width"), *height = json_object_get(screen, "height");
+    if (json_is_integer(width) && json_is_integer(height) && json_integer_value(width) > 0 &&
+        json_integer_value(height) > 0) {
+        char text[48];
+        int n = snprintf(text, sizeof text, "%lldx%lld", (long long)json_integer_value(width),
+                         (long long)json_integer_value(height));
+        if (n > 0 && n <= SCREEN_MAX_UNITS)
+            set_string(payload, "screen", text);
+    }
+}
+
+/* The visitor: its User-Agent, the IP that stands for it and, from 2.18, a
+ * distinct id (written to id, "" when none); the payload fields of 2.17+. */
+static int visitor_of(const umami_state *s, const json_t *event, json_t *payload, mapped *m,
+                      char id[64], char *err, size_t errlen)
+{
+    const json_t *context = json_object_get(event, "context");
+    const char *ua = get_string(context, "userAgent");
+    if (ua && has_control(ua)) {
+        snprintf(err, errlen, "umami: context.userAgent contains control characters");
+        return -1;
+    }
+    m->user_agent = ua ? ua : s->user_agent;
+    const char *ip = get_string(context, "ip");
+    if (ip) {
+        if (strlen(ip) >= sizeof m->ip || !ip_valid(ip)) {
+            snprintf(err, errlen, "umami: context.ip is not an IPv4 or IPv6 address");
+            return -1;
+        }
+        snprintf(m->ip, sizeof m->ip, "%s", ip);
+    }
+    const char *visitor = get_string(event, "anonymousId");
+    if (visitor == NULL)
+        visitor = get_string(event, "userId");
+    id[0] = '\0';
+    if (s->visitor_anonymous && visitor) {
+        if (version_at_least(s, 2, 18))
+            distinct_id(visitor, id);
+        else if (m->ip[0] == '\0')
+            visitor_address(s->website, visitor, m->ip);
+    }
+    int rc = 0;
+    if (id[0])
+        rc |= set_string(payload, "id", id);
+    if (version_at_least(s, 2, 17)) {
+        if (m->ip[0])
+            rc |= set_string(payload, "ip", m->ip);
+        rc |= set_string(payload, "userAgent", m->user_agent);
+        int64_t seconds;
+        const char *timestamp = get_string(event, "timestamp");
+        if (timestamp && parse_rfc3339(timestamp, &seconds) == 0)
+            rc |= json_object_set_new(payload, "timestamp", json_integer((json_int_t)seconds));
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "umami: out of memory");
+    return rc ? -1 : 0;
+}
+
+/* Map one stored event to Umami's shape, checking what the server would
+ * refuse for good. Returns 0, or -1 with the reason in err. */
 static int map_event(const umami_state *s, const char *text, size_t length, mapped *m, char *err,
                      size_t errlen)
 {
     memset(m, 0, sizeof *m);
     json_error_t jerr;
-    char *host = NULL, *path = NULL;
+    page_info page = {0};
+    json_t *data = NULL;
     int rc = -1;
     m->event = json_loadb(text, length, 0, &jerr);
     if (!json_is_object(m->event)) {
@@ -608,212 +763,93 @@ static int map_event(const umami_state *s, const char *text, size_t length, mapp
     }
     const json_t *event = m->event;
     const char *type = get_string(event, "type");
-    const json_t *context = json_object_get(event, "context");
-    const json_t *page = json_object_get(context, "page");
-    const json_t *properties = json_object_get(event, "properties");
-    if (!json_is_object(properties))
-        properties = NULL;
-    if (type == NULL) {
-        snprintf(err, errlen, "umami: event without a type");
+    static const char *const types[] = {"track", "page", "screen", "identify", "group", "alias"};
+    size_t t = 0;
+    while (type && t < sizeof types / sizeof *types && strcmp(type, types[t]) != 0)
+        t++;
+    if (type == NULL || t == sizeof types / sizeof *types) {
+        snprintf(err, errlen, "umami: event type \"%.32s\" has no Umami mapping",
+                 type ? type : "");
         goto done;
     }
-    int is_page = strcmp(type, "page") == 0, is_screen = strcmp(type, "screen") == 0;
-    int is_track = strcmp(type, "track") == 0;
-    int is_identify = strcmp(type, "identify") == 0, is_group = strcmp(type, "group") == 0;
-    int is_alias = strcmp(type, "alias") == 0;
-    if (!(is_page || is_screen || is_track || is_identify || is_group || is_alias)) {
-        snprintf(err, errlen, "umami: event type \"%.32s\" has no Umami mapping", type);
+    int is_event = t <= 2; /* track, page, screen: Umami "event"; the rest "identify" */
+    const char *name = t == 0 ? get_string(event, "event") : NULL;
+    if (t == 0 && name == NULL) {
+        snprintf(err, errlen, "umami: track event without a name");
         goto done;
     }
-
-    /* The page: for page events their properties first, then context.page. */
-    const char *page_url = is_page ? get_string(properties, "url") : NULL;
-    const char *title = is_page ? get_string(properties, "title") : NULL;
-    const char *referrer = is_page ? get_string(properties, "referrer") : NULL;
-    if (page_url == NULL)
-        page_url = get_string(page, "url");
-    if (page_url == NULL)
-        page_url = get_string(page, "path");
-    if (title == NULL)
-        title = get_string(page, "title");
-    if (referrer == NULL)
-        referrer = get_string(page, "referrer");
-    const char *event_name = get_string(event, "name");
-    if (title == NULL && (is_page || is_screen))
-        title = event_name;
-    if (page_url && url_split(page_url, &host, &path) != 0) {
+    if (page_of(event, t == 1, t == 2, &page) != 0 || data_of(event, type, &data) != 0) {
         snprintf(err, errlen, "umami: out of memory");
         goto done;
     }
-    if (path == NULL) {
-        path = (is_page || is_screen) && event_name ? name_path(event_name) : strdup("/");
-        if (path == NULL) {
-            snprintf(err, errlen, "umami: out of memory");
+    const char *hostname = s->hostname ? s->hostname : page.host;
+
+    /* What the server refuses for good. */
+    if (name && too_long("the event name", name, NAME_MAX_UNITS, err, errlen))
+        goto done;
+    if (hostname && too_long("the hostname", hostname, HOSTNAME_MAX_UNITS, err, errlen))
+        goto done;
+    if (!version_at_least(s, 2, 16)) {
+        if (hostname && !hostname_valid(hostname)) {
+            snprintf(err, errlen, "umami: the page URL's host is not a valid Umami hostname "
+                                  "(set the destination's \"hostname\")");
             goto done;
         }
+        if (too_long("the page URL", page.path, URL_MAX_UNITS, err, errlen) ||
+            (is_event && (too_long("the referrer", page.referrer, URL_MAX_UNITS, err, errlen) ||
+                          too_long("the page title", page.title, URL_MAX_UNITS, err, errlen))))
+            goto done;
     }
-    const char *hostname = s->hostname ? s->hostname : host;
+    if (data && s->data_limits && data_valid(data, err, errlen) != 0)
+        goto done;
 
     json_t *payload = json_object();
     m->body = json_object();
     if (payload == NULL || m->body == NULL ||
-        json_object_set_new(m->body, "type",
-                            json_string(is_page || is_screen || is_track ? "event" : "identify")) ||
+        json_object_set_new(m->body, "type", json_string(is_event ? "event" : "identify")) ||
         json_object_set_new(m->body, "payload", payload)) {
         snprintf(err, errlen, "umami: out of memory");
         goto done;
     }
-    json_object_set_new(payload, "website", json_string(s->website));
-
-    /* Limits the server enforces; over them it fails for good. */
-    if (hostname) {
-        if (too_long("the hostname", hostname, HOSTNAME_MAX_UNITS, err, errlen))
-            goto done;
-        if (!version_at_least(s, 2, 16) && !hostname_valid(hostname)) {
-            snprintf(err, errlen,
-                     "umami: the page URL's host is not a valid Umami hostname (set the "
-                     "destination's \"hostname\")");
-            goto done;
-        }
-        set_string(payload, "hostname", hostname);
-    }
-    if (!version_at_least(s, 2, 16) &&
-        (too_long("the page URL", path, URL_MAX_UNITS, err, errlen) ||
-         too_long("the referrer", referrer, URL_MAX_UNITS, err, errlen) ||
-         too_long("the page title", title, URL_MAX_UNITS, err, errlen)))
-        goto done;
-
-    /* Context Umami keeps per session; over its limits it is left out. */
-    const char *language = get_string(context, "locale");
-    if (language && utf16_length(language) <= LANGUAGE_MAX_UNITS)
-        set_string(payload, "language", language);
-    const json_t *screen = json_object_get(context, "screen");
-    json_t *width = json_object_get(screen, "width"), *height = json_object_get(screen, "height");
-    if (json_is_integer(width) && json_is_integer(height) && json_integer_value(width) > 0 &&
-        json_integer_value(height) > 0) {
-        char text_screen[48];
-        int n = snprintf(text_screen, sizeof text_screen, "%lldx%lld",
-                         (long long)json_integer_value(width), (long long)json_integer_value(height));
-        if (n > 0 && n <= SCREEN_MAX_UNITS)
-            set_string(payload, "screen", text_screen);
-    }
-
-    json_t *data = NULL;
-    if (is_track) {
-        const char *name = get_string(event, "event");
-        if (name == NULL) {
-            snprintf(err, errlen, "umami: track event without a name");
-            goto done;
-        }
-        if (too_long("the event name", name, NAME_MAX_UNITS, err, errlen))
-            goto done;
-        set_string(payload, "url", path);
-        set_string(payload, "referrer", referrer);
-        set_string(payload, "title", title);
-        set_string(payload, "name", name);
-        if (properties && json_object_size(properties) > 0)
-            data = json_deep_copy(properties);
-    } else if (is_page || is_screen) {
-        set_string(payload, "url", path);
-        set_string(payload, "referrer", referrer);
-        set_string(payload, "title", title);
-        if (properties) {
-            const char *key;
-            json_t *value;
-            json_object_foreach((json_t *)properties, key, value)
-            {
-                if (is_page && page_field(key))
-                    continue;
-                if (data == NULL && (data = json_object()) == NULL)
-                    break;
-                json_object_set(data, key, value);
-            }
-        }
-    } else {
-        /* identify: the traits (with the user id); group and alias have no
-         * Umami call of their own and become session data too. */
-        const json_t *traits = json_object_get(event, "traits");
-        const char *user_id = get_string(event, "userId");
-        data = json_object();
-        if (data == NULL) {
-            snprintf(err, errlen, "umami: out of memory");
-            goto done;
-        }
-        if (is_identify) {
-            if (json_is_object(traits))
-                json_object_update(data, (json_t *)traits);
-            if (user_id && json_object_get(data, "userId") == NULL)
-                set_string(data, "userId", user_id);
-        } else if (is_group) {
-            set_string(data, "groupId", get_string(event, "groupId"));
-            if (json_is_object(traits) && json_object_size(traits) > 0)
-                json_object_set(data, "group", (json_t *)traits);
-        } else {
-            set_string(data, "userId", user_id);
-            set_string(data, "previousId", get_string(event, "previousId"));
-        }
-        set_string(payload, "url", path);
+    int failed = json_object_set_new(payload, "website", json_string(s->website));
+    failed |= set_string(payload, "hostname", hostname);
+    session_fields(json_object_get(event, "context"), payload);
+    failed |= set_string(payload, "url", page.path);
+    if (is_event) {
+        failed |= set_string(payload, "referrer", page.referrer);
+        failed |= set_string(payload, "title", page.title);
+        failed |= set_string(payload, "name", name);
     }
     if (data) {
-        if (s->data_limits && data_valid(data, err, errlen) != 0) {
-            json_decref(data);
-            goto done;
-        }
-        json_object_set_new(payload, "data", data);
+        failed |= json_object_set_new(payload, "data", data);
+        data = NULL;
     }
-
-    /* The visitor: User-Agent, IP and, from 2.18, a distinct id. */
-    const char *ua = get_string(context, "userAgent");
-    if (ua && has_control(ua)) {
-        snprintf(err, errlen, "umami: context.userAgent contains control characters");
+    if (failed) {
+        snprintf(err, errlen, "umami: out of memory");
         goto done;
     }
-    m->user_agent = ua ? ua : s->user_agent;
-    const char *ip = get_string(context, "ip");
-    if (ip) {
-        if (strlen(ip) >= sizeof m->ip || !ip_valid(ip)) {
-            snprintf(err, errlen, "umami: context.ip is not an IPv4 or IPv6 address");
-            goto done;
-        }
-        snprintf(m->ip, sizeof m->ip, "%s", ip);
-    }
-    const char *visitor = get_string(event, "anonymousId");
-    if (visitor == NULL)
-        visitor = get_string(event, "userId");
-    char id[64] = "";
-    if (s->visitor_anonymous && visitor) {
-        if (version_at_least(s, 2, 18)) {
-            distinct_id(visitor, id);
-            set_string(payload, "id", id);
-        } else if (m->ip[0] == '\0') {
-            visitor_address(s->website, visitor, m->ip);
-        }
-    }
-    if (version_at_least(s, 2, 17)) {
-        if (m->ip[0])
-            set_string(payload, "ip", m->ip);
-        set_string(payload, "userAgent", m->user_agent);
-        int64_t seconds;
-        const char *timestamp = get_string(event, "timestamp");
-        if (timestamp && parse_rfc3339(timestamp, &seconds) == 0)
-            json_object_set_new(payload, "timestamp", json_integer((json_int_t)seconds));
-    }
+    char id[64];
+    if (visitor_of(s, event, payload, m, id, err, errlen) != 0)
+        goto done;
 
-    /* Umami's session is (website, hostname, IP, User-Agent) or, from 2.18,
-     * the distinct id: a token belongs to that combination. */
-    size_t key_length = (hostname ? strlen(hostname) : 0) + strlen(m->ip) +
-                        strlen(m->user_agent) + strlen(id) + 4;
+    /* A token belongs to what makes Umami's session: (website, hostname, IP,
+     * User-Agent) before 2.17, (website, IP, User-Agent) from 2.17, the
+     * distinct id alone when one is sent (2.18+). */
+    const char *key_host = version_at_least(s, 2, 17) || hostname == NULL ? "" : hostname;
+    const char *key_ip = id[0] ? "" : m->ip;
+    const char *key_ua = id[0] ? "" : m->user_agent;
+    size_t key_length = strlen(key_host) + strlen(key_ip) + strlen(key_ua) + strlen(id) + 4;
     m->cache_key = malloc(key_length);
     if (m->cache_key == NULL) {
         snprintf(err, errlen, "umami: out of memory");
         goto done;
     }
-    snprintf(m->cache_key, key_length, "%s\n%s\n%s\n%s", hostname ? hostname : "", m->ip,
-             m->user_agent, id);
+    snprintf(m->cache_key, key_length, "%s\n%s\n%s\n%s", key_host, key_ip, key_ua, id);
     rc = 0;
 done:
-    free(host);
-    free(path);
+    json_decref(data);
+    free(page.host);
+    free(page.path);
     if (rc != 0)
         mapped_free(m);
     return rc;

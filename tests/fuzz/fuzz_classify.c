@@ -13,8 +13,9 @@
  * 3 fixed events (as many as it takes per request); the verdict must hold a
  * known kind, a terminated printable reason, no more dropped events than the
  * batch has and per-event kinds in -1..3, and a retry's Retry-After is read
- * as the core reads it. When the body is a JSON object it is also a stored
- * event: each backend encodes it alone and between two fixed events, and the
+ * as the core reads it. When the body is a JSON object that
+ * herald_event_finish makes an event of (stored events are its output), each
+ * backend encodes that event alone and between two fixed events, and the
  * request must be well-formed (fuzz_check_encode). See docs/fuzzing.md. */
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <jansson.h>
 
 #include "backoff.h"
+#include "event.h"
 #include "fuzz_backends.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -158,12 +160,46 @@ static void classify_all(const herald_backend_response *response)
 
 /* ---- encode, with the body as a stored event ---- */
 
-static void encode_all(const char *body, size_t body_length)
+static void sequential_id(char out[37], void *ctx)
+{
+    unsigned *n = ctx;
+    snprintf(out, 37, "00000000-0000-4000-8000-%012u", ++*n);
+}
+
+/* The body as the core would have stored it: completed by
+ * herald_event_finish (a missing type is "track", a missing track name
+ * "Fuzzed", so that most objects make an event). NULL if it makes none. */
+static char *stored_event(const char *body, size_t body_length)
 {
     json_error_t jerr;
-    json_t *object = json_loadb(body, body_length, 0, &jerr);
-    char *event = json_is_object(object) ? json_dumps(object, JSON_COMPACT) : NULL;
-    json_decref(object);
+    json_t *object = json_loadb(body, body_length, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(object)) {
+        json_decref(object);
+        return NULL;
+    }
+    if (json_object_get(object, "type") == NULL)
+        json_object_set_new(object, "type", json_string("track"));
+    if (json_object_get(object, "event") == NULL)
+        json_object_set_new(object, "event", json_string("Fuzzed"));
+    unsigned ids = 0;
+    herald_event_env env = {
+        .now_ms = FUZZ_NOW_MS,
+        .anonymous_id = "557dc6c9-6762-4238-a3f8-0555616857a7",
+        .max_event_bytes = 1u << 20,
+        .new_message_id = sequential_id,
+        .new_message_id_ctx = &ids,
+    };
+    char *event = NULL, err[256];
+    size_t length = 0;
+    const char *type = NULL;
+    if (herald_event_finish(&env, object, &event, &length, &type, err, sizeof err) != HERALD_OK)
+        return NULL;
+    return event;
+}
+
+static void encode_all(const char *body, size_t body_length)
+{
+    char *event = stored_event(body, body_length);
     if (event == NULL)
         return;
     const char *alone[1] = {event};

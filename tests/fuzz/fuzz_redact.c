@@ -66,8 +66,14 @@ static void check_string(const herald_redactor *r, const char *s, size_t n,
             CHECK(stats.count[i] == 0);
         return;
     }
+    /* The result is a C string: with a NUL inside the input it is cut
+     * there, and the second pass would see other bytes. */
+    if (memchr(s, '\0', n) != NULL) {
+        free(once);
+        return;
+    }
     size_t len = strlen(once);
-    if (memchr(s, '\0', n) == NULL && utf8_valid(s, n))
+    if (utf8_valid(s, n))
         CHECK(utf8_valid(once, len));
     char *twice = herald_redact_string(r, once, len, ctx, NULL, &oom);
     CHECK(!oom);

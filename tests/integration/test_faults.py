@@ -418,10 +418,6 @@ def test_huge_4xx_body_is_dead_lettered_with_an_excerpt(herald, fault):
     assert len(d["reason"]) < 512, len(d["reason"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: src/delivery.c on_body() keeps 64 KiB but goes on "
-                   "reading (and discarding) the whole response body, so an endless body "
-                   "runs into request_timeout_ms, the HTTP status is lost and the events are "
-                   "retried as 'no response' forever instead of being classified")
 def test_endless_body_read_stops_at_64k_and_the_status_counts(herald, fault):
     """A 400 followed by an endless body: herald must stop reading after
     64 KiB and act on the status (dead letter), not time out."""

@@ -44,7 +44,8 @@ Validation, in the server's order:
 - ``identify`` without ``data`` is ``400 Data required.`` up to 2.18;
 - ``data`` is stored as PostgreSQL does: a flattened key or a string value
   over 500 characters, an array over 500 characters as JSON, or a number
-  outside DECIMAL(19,4) fails the insert: ``500``.
+  outside DECIMAL(19,4) fails the insert: ``500`` (``sql_limits=False``
+  plays a ClickHouse-backed server, which stores them).
 
 ``events`` holds one dict per accepted event: ``type``, ``payload``,
 ``session``, ``path`` (send or batch), ``user_agent``, ``ip``,
@@ -155,7 +156,8 @@ class UmamiReceiver(Receiver):
     """Loopback Umami server. Thread-safe."""
 
     def __init__(self, host="127.0.0.1", port=0, version="2.10", websites=None, delay=0.0,
-                 ignore_ips=(), bot_check=True, keep_bodies=True, on_request=None):
+                 ignore_ips=(), bot_check=True, sql_limits=True, keep_bodies=True,
+                 on_request=None):
         super().__init__(host=host, port=port, batch_path="/api/send", single_paths=(),
                          keep_bodies=keep_bodies, on_request=on_request)
         self.version = parse_version(version)
@@ -164,6 +166,7 @@ class UmamiReceiver(Receiver):
         self.delay = delay
         self.ignore_ips = set(ignore_ips)
         self.bot_check = bot_check
+        self.sql_limits = sql_limits
         self.element_hook = None
         self.secret = b"herald-umami-receiver"
         self.dropped = []
@@ -437,13 +440,14 @@ class UmamiReceiver(Receiver):
         data = payload.get("data")
         if kind == "identify" and data is None and not self.at_least(2, 19):
             raise UmamiError(400, "Data required.")
-        if isinstance(data, dict):
+        if isinstance(data, dict) and self.sql_limits:
             for key, value in flatten(data):
                 if js_length(key) > 500:
                     raise UmamiError(500, "Internal Server Error")
                 if isinstance(value, str) and js_length(value) > 500:
                     raise UmamiError(500, "Internal Server Error")
-                if isinstance(value, list) and js_length(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) > 500:
+                text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+                if isinstance(value, list) and js_length(text) > 500:
                     raise UmamiError(500, "Internal Server Error")
                 if (isinstance(value, (int, float)) and not isinstance(value, bool)
                         and abs(value) >= 1e15):

@@ -387,7 +387,7 @@ static void test_destination_settings_overrides(void **state)
                       "\"retry_max_delay_ms\":30,\"retry_max_age_s\":40,"
                       "\"connect_timeout_ms\":50,\"request_timeout_ms\":60,"
                       "\"gzip_min_bytes\":70,\"max_concurrency\":2,\"gzip_level\":9,"
-                      "\"ca_file\":\"/etc/ca.pem\",\"insecure_skip_tls_verify\":true,"
+                      "\"ca_file\":\"/dev/null\",\"insecure_skip_tls_verify\":true,"
                       "\"mode\":\"single\"}";
     assert_int_equal(herald_destination_settings_parse(&o, cfg, &s, &backend_json, err, sizeof err),
                      HERALD_OK);
@@ -403,7 +403,7 @@ static void test_destination_settings_overrides(void **state)
     assert_int_equal(s.gzip_min_bytes, 70);
     assert_int_equal(s.max_concurrency, 2);
     assert_int_equal(s.gzip_level, 9);
-    assert_string_equal(s.ca_file, "/etc/ca.pem");
+    assert_string_equal(s.ca_file, "/dev/null");
     assert_int_equal(s.insecure_skip_tls_verify, 1);
     /* Only the backend's own keys are passed on. */
     json_t *rest = json_loads(backend_json, 0, NULL);
@@ -434,7 +434,7 @@ static void test_destination_settings_errors(void **state)
         {"{\"gzip_level\":0}", "gzip_level"},
         {"{\"gzip_level\":10}", "gzip_level"},
         {"{\"gzip_level\":\"9\"}", "gzip_level"},
-        {"{\"url\":\"http://x/\",\"ca_file\":\"/a\",\"retry_base_ms\":-5}", "retry_base_ms"},
+        {"{\"url\":\"http://x/\",\"ca_file\":\"/dev/null\",\"retry_base_ms\":-5}", "retry_base_ms"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         herald_delivery_settings s;
@@ -468,6 +468,27 @@ static void test_destination_settings_errors(void **state)
     herald_delivery_settings_free(&s);
 }
 
+static void test_ca_file_must_be_readable(void **state)
+{
+    (void)state;
+    herald_options o;
+    herald_options_init(&o);
+    herald_delivery_settings s;
+    char *backend_json = NULL;
+    char err[256] = "";
+    assert_int_equal(herald_destination_settings_parse(&o, "{\"ca_file\":\"/nonexistent/ca.pem\"}",
+                                                       &s, &backend_json, err, sizeof err),
+                     HERALD_E_CONFIG);
+    assert_non_null(strstr(err, "ca_file \"/nonexistent/ca.pem\" cannot be read"));
+    assert_null(backend_json);
+    assert_int_equal(herald_destination_settings_parse(&o, "{\"ca_file\":\"/dev/null\"}", &s,
+                                                       &backend_json, err, sizeof err),
+                     HERALD_OK);
+    assert_string_equal(s.ca_file, "/dev/null");
+    herald_delivery_settings_free(&s);
+    free(backend_json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_destination_settings_defaults),
         cmocka_unit_test(test_destination_settings_overrides),
         cmocka_unit_test(test_destination_settings_errors),
+        cmocka_unit_test(test_ca_file_must_be_readable),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -116,8 +116,8 @@ static void test_find(void **state)
     char err[256];
     unsetenv("HERALD_PLUGIN_PATH");
     assert_int_equal(load_status("REST", err, sizeof err), HERALD_E_CONFIG);
-    assert_int_equal(load_status("segment", err, sizeof err), HERALD_E_CONFIG);
-    assert_non_null(strstr(err, "unknown backend \"segment\""));
+    assert_int_equal(load_status("mixpanel", err, sizeof err), HERALD_E_CONFIG);
+    assert_non_null(strstr(err, "unknown backend \"mixpanel\""));
     assert_int_equal(load_status("", err, sizeof err), HERALD_E_CONFIG);
     assert_int_equal(load_status(NULL, err, sizeof err), HERALD_E_CONFIG);
     /* Paths must be absolute: never code from the working directory. */

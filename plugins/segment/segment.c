@@ -1,0 +1,69 @@
+/* The segment backend (work in progress). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "herald/plugin.h"
+
+static int segment_create(const char *config_json, uint32_t core_abi, void **state, char *err,
+                       size_t errlen)
+{
+    (void)config_json;
+    (void)core_abi;
+    (void)state;
+    snprintf(err, errlen, "segment: not implemented yet");
+    return -1;
+}
+
+static void segment_destroy(void *state)
+{
+    free(state);
+}
+
+static void segment_limits(const void *state, herald_backend_limits *out)
+{
+    (void)state;
+    (void)out;
+}
+
+static int segment_encode(void *state, const herald_backend_batch *batch, herald_backend_request *out,
+                       char *err, size_t errlen)
+{
+    (void)state;
+    (void)batch;
+    (void)out;
+    snprintf(err, errlen, "segment: not implemented yet");
+    return -1;
+}
+
+static void segment_classify(void *state, const herald_backend_response *response,
+                          const herald_backend_batch *batch, herald_verdict *out)
+{
+    (void)state;
+    (void)batch;
+    herald_verdict_from_status(response, out);
+}
+
+static const herald_backend_v1 segment_backend = {
+    .abi_version = HERALD_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(herald_backend_v1),
+    .name = "segment",
+    .create = segment_create,
+    .destroy = segment_destroy,
+    .limits = segment_limits,
+    .encode = segment_encode,
+    .classify = segment_classify,
+};
+
+#ifdef HERALD_PLUGIN_MODULE
+__attribute__((visibility("default"))) const herald_backend_v1 *herald_backend_entry_v1(void);
+const herald_backend_v1 *herald_backend_entry_v1(void)
+{
+    return &segment_backend;
+}
+#else
+const herald_backend_v1 *herald_backend_segment(void);
+const herald_backend_v1 *herald_backend_segment(void)
+{
+    return &segment_backend;
+}
+#endif
