@@ -138,6 +138,9 @@ void redact_spans_merge(redact_spans *s)
         redact_span *cur = &s->v[out];
         const redact_span *next = &s->v[i];
         if (next->start < cur->end) {
+            if (next->rule != cur->rule || next->start != cur->start || next->end > cur->end)
+                cur->flags |= RF_PLAIN;
+            cur->flags |= next->flags & RF_PLAIN;
             if (next->end > cur->end)
                 cur->end = next->end;
             if (next->cls < cur->cls) {
@@ -491,7 +494,18 @@ int redact_emit(redact_run *run, redact_buf *out, unsigned cls, const char *text
         return append_marker(run, out, cls, 1, text, len);
     case MODE_KEEP_DOMAIN:
     case MODE_KEEP_DOMAIN_HASH: {
-        long at = cls == CLS_EMAIL ? redact_email_split(text, len) : -1;
+        long at = cls == CLS_EMAIL && !(flags & RF_PLAIN) ? redact_email_split(text, len) : -1;
+        if (at >= 0) {
+            /* What is kept must hold nothing another rule would take. */
+            size_t d = (size_t)at + (text[at] == '@' ? 1 : 3);
+            unsigned found, rule, span_flags;
+            size_t a, b;
+            if (redact_detect_any(run, text + d, len - d, flags & RF_NO_IP, &found, &rule, &a, &b,
+                                  &span_flags) != 0)
+                return -1;
+            if (found != CLS_NONE)
+                at = -1;
+        }
         int hash = mode == MODE_KEEP_DOMAIN_HASH;
         if (append_marker(run, out, cls, hash, text, len) != 0)
             return -1;
@@ -539,7 +553,8 @@ static int apply_spans(redact_run *run, const char *s, size_t n, const redact_sp
             break;
         const redact_span *sp = &spans->v[k];
         redact_count(run, sp->rule);
-        if (redact_emit(run, out, sp->cls, s + sp->start, sp->end - sp->start, flags) != 0)
+        if (redact_emit(run, out, sp->cls, s + sp->start, sp->end - sp->start,
+                        flags | (sp->flags & RF_PLAIN)) != 0)
             return -1;
         pos = sp->end;
     }
@@ -666,8 +681,9 @@ static int redact_text(redact_run *run, const char *s, size_t n, unsigned flags,
 }
 
 int redact_detect_any(redact_run *run, const char *s, size_t n, unsigned flags, unsigned *cls,
-                      unsigned *rule, size_t *span_start, size_t *span_end)
+                      unsigned *rule, size_t *span_start, size_t *span_end, unsigned *span_flags)
 {
+    *span_flags = 0;
     redact_spans *spans = &run->any_spans;
     *cls = CLS_NONE;
     *rule = 0;
@@ -689,6 +705,7 @@ int redact_detect_any(redact_run *run, const char *s, size_t n, unsigned flags, 
             *rule = spans->v[k].rule;
             *span_start = spans->v[k].start;
             *span_end = spans->v[k].end;
+            *span_flags = spans->v[k].flags & RF_PLAIN;
         }
     }
     return 0;

@@ -790,8 +790,11 @@ static int detect_email(scan *g)
         unsigned char c = (unsigned char)s[i];
         int anchor = c == '@' || (c == '%' && n - i >= 3 && s[i + 1] == '4' && s[i + 2] == '0');
         if (anchor && run != NONE) {
+            /* Not from a leading quote: "'jane@x.org'" is a quotation, and
+             * a quote is where a URL before it ends, so a span from there
+             * would let a second pass read the URL further. */
             size_t a = atom;
-            while (a < i && s[a] == '.')
+            while (a < i && (s[a] == '.' || s[a] == '\''))
                 a++;
             if (a < i && s[i - 1] != '.') {
                 size_t d = i + (c == '@' ? 1 : 3);
@@ -1763,6 +1766,11 @@ static int detect_user_path(scan *g)
 
 /* ================= custom ERE patterns ================= */
 
+static int is_url_stop(unsigned char c)
+{
+    return is_space(c) || c == '"' || c == '\'' || c == '<' || c == '>';
+}
+
 static int detect_custom_piece(scan *g, const redact_custom *c, size_t from, size_t len)
 {
     redact_buf *copy = &g->run->custom;
@@ -1776,6 +1784,14 @@ static int detect_custom_piece(scan *g, const redact_custom *c, size_t from, siz
         if (regexec(&c->regex, text + off, 1, &m, off > 0 ? REG_NOTBOL : 0) != 0)
             break;
         size_t a = off + (size_t)m.rm_so, b = off + (size_t)m.rm_eo;
+        size_t end = b;
+        /* Spans do not begin or end with the bytes that end a URL in text
+         * (white space, quotes, <>): replacing those would move a URL's end
+         * on a second pass. */
+        while (a < b && is_url_stop((unsigned char)text[a]))
+            a++;
+        while (b > a && is_url_stop((unsigned char)text[b - 1]))
+            b--;
         if (b > a) {
             /* The libc engine may work on bytes: widen to whole UTF-8
              * sequences so the output stays valid. */
@@ -1785,10 +1801,8 @@ static int detect_custom_piece(scan *g, const redact_custom *c, size_t from, siz
                 b++;
             if (push(g, from + a, from + b, c->cls, HERALD_RULE_CUSTOM) != 0)
                 return -1;
-            off = b;
-        } else {
-            off = a + 1;
         }
+        off = end > off + (size_t)m.rm_so ? end : off + (size_t)m.rm_so + 1;
     }
     return 0;
 }
@@ -1815,6 +1829,47 @@ static int detect_custom(scan *g)
 
 /* ================= stage entry points ================= */
 
+/* Which anchors a segment holds, from one pass over it, so scanners whose
+ * anchor byte is absent are not run at all. */
+enum {
+    HAS_DIGIT = 1u << 0,
+    HAS_AT = 1u << 1,     /* '@' or '%' (for "%40") */
+    HAS_SLASH = 1u << 2,  /* '/' or '\\' */
+    HAS_COLON = 1u << 3,
+    HAS_DOT = 1u << 4,
+    HAS_DASH = 1u << 5,
+    HAS_ASSIGN = 1u << 6, /* '=' or ':' */
+    HAS_B = 1u << 7,      /* 'b' or 'B': bearer, basic, bc1 */
+    HAS_TOKEN = 1u << 8,  /* first byte of an S4 prefix */
+    HAS_LETTER = 1u << 9,
+    HAS_PLUS = 1u << 10,
+    HAS_HEX_LETTER = 1u << 11
+};
+
+/* anchor_table[c]: the HAS_* bits byte c contributes (ASCII; bytes >= 0x80
+ * are opaque and contribute none). Generated from the definitions above. */
+static const unsigned short anchor_table[128] = {
+    0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000,
+    0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000,
+    0x000, 0x000, 0x000, 0x000, 0x000, 0x002, 0x000, 0x000, 0x000, 0x000, 0x000, 0x400, 0x000, 0x020, 0x010, 0x004,
+    0x001, 0x001, 0x001, 0x001, 0x001, 0x001, 0x001, 0x001, 0x001, 0x001, 0x048, 0x000, 0x000, 0x040, 0x000, 0x000,
+    0x002, 0xb00, 0xa80, 0xa00, 0xa00, 0xa00, 0xa00, 0x200, 0x200, 0x200, 0x200, 0x200, 0x200, 0x200, 0x200, 0x200,
+    0x300, 0x200, 0x200, 0x300, 0x200, 0x200, 0x200, 0x200, 0x200, 0x200, 0x200, 0x000, 0x004, 0x000, 0x000, 0x000,
+    0x000, 0xa00, 0xa80, 0xa00, 0xb00, 0xb00, 0xa00, 0x300, 0x300, 0x200, 0x200, 0x200, 0x300, 0x200, 0x300, 0x200,
+    0x300, 0x200, 0x300, 0x300, 0x200, 0x200, 0x200, 0x300, 0x300, 0x200, 0x200, 0x000, 0x000, 0x000, 0x000, 0x000,
+};
+
+static unsigned anchors(const char *s, size_t n)
+{
+    unsigned have = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 128)
+            have |= anchor_table[c];
+    }
+    return have;
+}
+
 static unsigned char edge(unsigned flags, unsigned which)
 {
     return (flags & which) ? EDGE_MARKER : 0;
@@ -1825,12 +1880,14 @@ int redact_detect_secrets(redact_run *run, const char *s, size_t n, size_t base,
 {
     scan g = {run, s, n, base, out, flags, 0, 0, edge(flags, RF_LEFT_MARKER),
               edge(flags, RF_RIGHT_MARKER)};
+    unsigned have = anchors(s, n);
     int segment = (flags & RF_SEGMENT) != 0; /* URL path segments: S4 only */
-    if (!segment && rule_on(&g, HERALD_RULE_S3_AUTH) && detect_auth(&g) != 0)
+    if (!segment && (have & HAS_B) && rule_on(&g, HERALD_RULE_S3_AUTH) && detect_auth(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_S4_TOKEN) && detect_tokens(&g) != 0)
+    if ((have & HAS_TOKEN) && rule_on(&g, HERALD_RULE_S4_TOKEN) && detect_tokens(&g) != 0)
         return -1;
-    if (!segment && rule_on(&g, HERALD_RULE_S5_ASSIGNMENT) && detect_assignment(&g) != 0)
+    if (!segment && (have & HAS_ASSIGN) && rule_on(&g, HERALD_RULE_S5_ASSIGNMENT) &&
+        detect_assignment(&g) != 0)
         return -1;
     return 0;
 }
@@ -1840,30 +1897,37 @@ int redact_detect_pii(redact_run *run, const char *s, size_t n, size_t base, uns
 {
     scan g = {run, s, n, base, out, flags, 0, 0, edge(flags, RF_LEFT_MARKER),
               edge(flags, RF_RIGHT_MARKER)};
+    unsigned have = anchors(s, n);
+    int ip = !(flags & RF_NO_IP);
     size_t first = out->n;
-    if (rule_on(&g, HERALD_RULE_V1_EMAIL) && detect_email(&g) != 0)
+    if ((have & HAS_AT) && rule_on(&g, HERALD_RULE_V1_EMAIL) && detect_email(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_V2_CARD) && detect_card(&g) != 0)
+    if ((have & HAS_DIGIT) && rule_on(&g, HERALD_RULE_V2_CARD) && detect_card(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_V3_IBAN) && detect_iban(&g) != 0)
+    if ((have & HAS_DIGIT) && (have & HAS_LETTER) && rule_on(&g, HERALD_RULE_V3_IBAN) &&
+        detect_iban(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_V4_SSN) && detect_ssn(&g) != 0)
+    if ((have & HAS_DIGIT) && (have & HAS_DASH) && rule_on(&g, HERALD_RULE_V4_SSN) &&
+        detect_ssn(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_V5_PHONE) && detect_phone(&g) != 0)
+    if ((have & HAS_DIGIT) && rule_on(&g, HERALD_RULE_V5_PHONE) && detect_phone(&g) != 0)
         return -1;
-    if (!(flags & RF_NO_IP) && rule_on(&g, HERALD_RULE_V7_IPV6) && detect_ipv6(&g) != 0)
+    if (ip && (have & HAS_COLON) && rule_on(&g, HERALD_RULE_V7_IPV6) && detect_ipv6(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_V8_MAC) && detect_mac(&g) != 0)
+    if ((have & (HAS_COLON | HAS_DASH | HAS_DOT)) && rule_on(&g, HERALD_RULE_V8_MAC) &&
+        detect_mac(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_V9_CRYPTO) && detect_crypto(&g) != 0)
+    if ((have & (HAS_DIGIT | HAS_B)) && rule_on(&g, HERALD_RULE_V9_CRYPTO) &&
+        detect_crypto(&g) != 0)
         return -1;
-    if (rule_on(&g, HERALD_RULE_V10_USER_PATH) && detect_user_path(&g) != 0)
+    if ((have & HAS_SLASH) && rule_on(&g, HERALD_RULE_V10_USER_PATH) &&
+        detect_user_path(&g) != 0)
         return -1;
     if (rule_on(&g, HERALD_RULE_CUSTOM) && detect_custom(&g) != 0)
         return -1;
     /* V6 last: its exemptions look back up to 64 bytes and must not lean on
      * text the rules above are about to replace. */
-    if (!(flags & RF_NO_IP) && rule_on(&g, HERALD_RULE_V6_IPV4)) {
+    if (ip && (have & HAS_DIGIT) && (have & HAS_DOT) && rule_on(&g, HERALD_RULE_V6_IPV4)) {
         if (out->n > first) {
             redact_spans found = {out->v + first, out->n - first, out->n - first};
             redact_spans_merge(&found);

@@ -89,7 +89,7 @@ typedef struct redact_span {
     size_t start, end;
     uint8_t cls;
     uint8_t rule;    /* herald_redact_rule */
-    unsigned flags;  /* segments only: RF_LEFT_MARKER, RF_RIGHT_MARKER */
+    unsigned flags;  /* segments: RF_LEFT_MARKER, RF_RIGHT_MARKER; spans: RF_PLAIN */
 } redact_span;
 
 typedef struct redact_spans {
@@ -100,7 +100,8 @@ typedef struct redact_spans {
 int redact_spans_push(redact_spans *s, size_t start, size_t end, unsigned cls, unsigned rule);
 void redact_spans_free(redact_spans *s);
 /* Sort by start and merge overlapping spans into their union, keeping the
- * highest-priority class (and its rule). */
+ * highest-priority class (and its rule); a union of different rules gets
+ * RF_PLAIN. */
 void redact_spans_merge(redact_spans *s);
 
 /* ---- the redactor ---- */
@@ -184,6 +185,7 @@ void redact_count(redact_run *run, unsigned rule);
 #define RF_SEGMENT 0x08u  /* a URL path segment: S4 and V rules only (§5.3) */
 #define RF_LEFT_MARKER 0x100u  /* the segment starts right after a marker */
 #define RF_RIGHT_MARKER 0x200u /* the segment ends right before a marker */
+#define RF_PLAIN 0x400u        /* a merged span: no keep-domain (it would show the rest) */
 
 /* Length of the marker that starts at s (s[0] == '['), or 0. Markers are the
  * texts this redactor can produce: [class], [class:<16 hex>] when a hash key
@@ -253,7 +255,7 @@ int redact_url_find(const herald_redactor *r, const char *s, size_t n, size_t fr
  * top class (CLS_NONE when nothing fires) and the merged span of that class
  * (*span_start, *span_end) for the hash and the keep/truncate modes. */
 int redact_detect_any(redact_run *run, const char *s, size_t n, unsigned flags, unsigned *cls,
-                      unsigned *rule, size_t *span_start, size_t *span_end);
+                      unsigned *rule, size_t *span_start, size_t *span_end, unsigned *span_flags);
 /* Append the replacement of text (class cls) to out: marker, keyed hash,
  * keep-domain or truncated IP as configured. */
 int redact_emit(redact_run *run, redact_buf *out, unsigned cls, const char *text, size_t len,

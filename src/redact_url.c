@@ -157,6 +157,7 @@ typedef struct url_state {
     redact_buf *out;
     const char *host;
     size_t host_len;
+    int file; /* file: scheme */
 } url_state;
 
 static int copy(url_state *u, const char *s, size_t n)
@@ -174,15 +175,19 @@ static int judge_part(url_state *u, const char *raw, size_t raw_len, int plus_as
         return copy(u, raw, raw_len);
     if (decode(&run->decoded, raw, raw_len, plus_as_space) != 0)
         return -1;
-    unsigned cls, rule;
+    unsigned cls, rule, span_flags;
     size_t a, b;
     if (redact_detect_any(run, run->decoded.data, run->decoded.len,
-                          which | (u->flags & RF_NO_IP), &cls, &rule, &a, &b) != 0)
+                          which | (u->flags & RF_NO_IP), &cls, &rule, &a, &b, &span_flags) != 0)
         return -1;
     if (cls == CLS_NONE)
         return copy(u, raw, raw_len);
     redact_count(run, rule);
-    return redact_emit(run, u->out, cls, run->decoded.data + a, b - a, u->flags);
+    /* The whole part is replaced: keep-domain may show only what the email
+     * span itself covered. */
+    if (a != 0 || b != run->decoded.len)
+        span_flags |= RF_PLAIN;
+    return redact_emit(run, u->out, cls, run->decoded.data + a, b - a, u->flags | span_flags);
 }
 
 static int rewrite_authority(url_state *u, const char *s, size_t n)
@@ -298,11 +303,32 @@ static int rewrite_path(url_state *u, const char *s, size_t n)
         s += secret_end;
         n -= secret_end;
     }
-    size_t i = 0;
+    /* file:///home/<user>/..., file:///C:/Users/<user>/...: V10 across
+     * segments (a web site's /home/ is not a home directory). */
+    int file = u->file && keep == 0 && r->rule_on[HERALD_RULE_V10_USER_PATH];
+    int user_next = 0, drive = 0;
+    size_t i = 0, index = 0;
     while (i <= n) {
         size_t e = scan_to(r, s, i, n, "/");
-        if (judge_part(u, s + i, e - i, 0, RF_SEGMENT) != 0)
+        if (user_next && e > i && !is_whole_marker(r, s + i, e - i)) {
+            redact_count(u->run, HERALD_RULE_V10_USER_PATH);
+            if (redact_emit(u->run, u->out, CLS_USER, s + i, e - i, u->flags) != 0)
+                return -1;
+        } else if (judge_part(u, s + i, e - i, 0, RF_SEGMENT) != 0) {
             return -1;
+        }
+        user_next = 0;
+        if (file && (index == 1 || (index == 2 && drive))) {
+            redact_buf *d = &u->run->decoded_name;
+            if (decode(d, s + i, e - i, 0) != 0)
+                return -1;
+            user_next = equals_nocase(d->data, d->len, "users") ||
+                        equals_nocase(d->data, d->len, "home") ||
+                        equals_nocase(d->data, d->len, "documents and settings");
+            drive = index == 1 && d->len == 2 && is_alpha((unsigned char)d->data[0]) &&
+                    d->data[1] == ':';
+        }
+        index++;
         if (e == n)
             break;
         if (copy(u, "/", 1) != 0)
@@ -359,9 +385,10 @@ static int rewrite_params(url_state *u, const char *s, size_t n)
 int redact_url_rewrite(redact_run *run, const char *s, size_t n, unsigned flags, redact_buf *out)
 {
     const herald_redactor *r = run->r;
-    url_state u = {run, flags & ~RF_URL, out, NULL, 0};
+    url_state u = {run, flags & ~RF_URL, out, NULL, 0, 0};
     size_t p = 0;
     size_t scheme = scheme_length(s, n);
+    u.file = scheme == 4 && equals_nocase(s, 4, "file");
     int authority = 0;
     if (scheme > 0) {
         p = scheme + 3;

@@ -20,7 +20,6 @@
  * found here and dead-lettered with the reason, never sent.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -220,6 +219,27 @@ static void token_map_free(token_map *m)
 
 /* ---- small checks ---- */
 
+/* ASCII classes: the application's locale must not change what is valid. */
+static int ascii_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int ascii_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int ascii_alnum(int c)
+{
+    return ascii_alpha(c) || ascii_digit(c);
+}
+
+static int ascii_space(int c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 /* Length as JavaScript counts it (UTF-16 code units) of valid UTF-8. Umami's
  * schema limits count these; the SQL columns count code points, never more. */
 static size_t utf16_length(const char *s)
@@ -265,7 +285,7 @@ static int hostname_valid(const char *h)
             if (*p == '\0')
                 return 1;
             label = p + 1;
-        } else if (!isalnum((unsigned char)*p) && *p != '-') {
+        } else if (!ascii_alnum(*p) && *p != '-') {
             return 0;
         }
     }
@@ -352,9 +372,9 @@ static int parse_rfc3339(const char *t, int64_t *out)
     const char *p = t + n;
     if (*p == '.') {
         p++;
-        if (!isdigit((unsigned char)*p))
+        if (!ascii_digit(*p))
             return -1;
-        while (isdigit((unsigned char)*p))
+        while (ascii_digit(*p))
             p++;
     }
     int64_t offset = 0;
@@ -393,8 +413,8 @@ static int url_split(const char *url, char **host, char **path)
     *path = NULL;
     const char *rest = url;
     const char *p = url;
-    if (isalpha((unsigned char)*p)) {
-        while (isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.')
+    if (ascii_alpha(*p)) {
+        while (ascii_alnum(*p) || *p == '+' || *p == '-' || *p == '.')
             p++;
         if (p[0] == ':' && p[1] == '/' && p[2] == '/') {
             const char *authority = p + 3;
@@ -418,7 +438,7 @@ static int url_split(const char *url, char **host, char **path)
                 if (*host == NULL)
                     return -1;
                 for (size_t i = 0; i < (size_t)(hend - h); i++)
-                    (*host)[i] = (char)tolower((unsigned char)h[i]);
+                    (*host)[i] = h[i] >= 'A' && h[i] <= 'Z' ? (char)(h[i] - 'A' + 'a') : h[i];
                 (*host)[hend - h] = '\0';
             }
             rest = end;
@@ -451,7 +471,7 @@ static char *name_path(const char *name)
     size_t o = 0;
     out[o++] = '/';
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        if (isalnum(*p) || strchr("-._~/", *p)) {
+        if (ascii_alnum(*p) || strchr("-._~/", *p)) {
             out[o++] = (char)*p;
         } else {
             o += (size_t)sprintf(out + o, "%%%02X", *p);
@@ -1196,7 +1216,7 @@ static int token_valid(const char *t, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (t[i] == '.')
             dots++;
-        else if (!isalnum((unsigned char)t[i]) && t[i] != '-' && t[i] != '_')
+        else if (!ascii_alnum(t[i]) && t[i] != '-' && t[i] != '_')
             return 0;
     }
     return dots == 2;
@@ -1204,8 +1224,9 @@ static int token_valid(const char *t, size_t n)
 
 /* Answers that mean the same in every version: website not found (a
  * configuration error: 403 in 2.10, 404 up to 2.15 by the source, 400
- * later) and Umami's own 403 for an IP it is told to ignore. Returns 1 when
- * it decided. */
+ * later) and Umami's own 403 for an IP it is told to ignore. Returns 0 when
+ * the answer is not one of them, 1 when it decided, 2 when the server
+ * dropped the events. */
 static int classify_common(const umami_state *s, const herald_backend_response *r,
                            herald_verdict *out)
 {
@@ -1253,7 +1274,7 @@ static void classify_send(umami_state *s, const herald_backend_response *r,
     size_t token_length = 0;
     json_t *doc = NULL;
     size_t i = 0;
-    while (i < r->body_length && isspace((unsigned char)r->body[i]))
+    while (i < r->body_length && ascii_space(r->body[i]))
         i++;
     if (i < r->body_length && r->body[i] == '{') {
         json_error_t jerr;
@@ -1271,7 +1292,7 @@ static void classify_send(umami_state *s, const herald_backend_response *r,
     } else {
         token = r->body + i;
         token_length = r->body_length - i;
-        while (token_length > 0 && isspace((unsigned char)token[token_length - 1]))
+        while (token_length > 0 && ascii_space(token[token_length - 1]))
             token_length--;
     }
     if (token && s->tokens.max > 0 && token_valid(token, token_length)) {

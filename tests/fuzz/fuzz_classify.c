@@ -32,30 +32,49 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define BACKEND_COUNT (sizeof fuzz_backends / sizeof *fuzz_backends)
 #define HEADER_VALUE_MAX 1023
 
-static void *states[BACKEND_COUNT];
-static herald_backend_limits limits[BACKEND_COUNT];
+/* The backends' states: created once, but those that learn from responses
+ * (fuzz_backend.stateful) afresh for every input, so that a finding never
+ * depends on the inputs before it. */
+static void *states[FUZZ_BACKEND_COUNT];
+static herald_backend_limits limits[FUZZ_BACKEND_COUNT];
+
+static int create_state(size_t i)
+{
+    const herald_backend_v1 *vt = fuzz_backends[i].get();
+    char err[256] = "";
+    if (vt->create(fuzz_backends[i].config, HERALD_PLUGIN_ABI_VERSION, &states[i], err,
+                   sizeof err) != 0) {
+        fprintf(stderr, "fuzz_classify: %s refuses its config: %s\n", fuzz_backends[i].label, err);
+        return -1;
+    }
+    memset(&limits[i], 0, sizeof limits[i]);
+    limits[i].struct_size = sizeof limits[i];
+    vt->limits(states[i], &limits[i]);
+    return 0;
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    for (size_t i = 0; i < BACKEND_COUNT; i++) {
-        const herald_backend_v1 *vt = fuzz_backends[i].get();
-        char err[256] = "";
-        if (vt->create(fuzz_backends[i].config, HERALD_PLUGIN_ABI_VERSION, &states[i], err,
-                       sizeof err) != 0) {
-            /* The fixed config went stale: say so, do not fuzz around it. */
-            fprintf(stderr, "fuzz_classify: %s refuses its config: %s\n", fuzz_backends[i].label,
-                    err);
+    for (size_t i = 0; i < FUZZ_BACKEND_COUNT; i++) {
+        /* A fixed config that went stale: say so, do not fuzz around it. */
+        if (create_state(i) != 0)
             abort();
-        }
-        limits[i].struct_size = sizeof limits[i];
-        vt->limits(states[i], &limits[i]);
     }
     return 0;
+}
+
+static void renew_stateful(void)
+{
+    for (size_t i = 0; i < FUZZ_BACKEND_COUNT; i++) {
+        if (fuzz_backends[i].stateful) {
+            fuzz_backends[i].get()->destroy(states[i]);
+            CHECK(create_state(i) == 0);
+        }
+    }
 }
 
 /* ---- the response's headers, as the core keeps them ---- */
@@ -124,7 +143,7 @@ static const char *header_lookup(const herald_backend_response *response, const 
 
 static void classify_all(const herald_backend_response *response)
 {
-    for (size_t i = 0; i < BACKEND_COUNT; i++) {
+    for (size_t i = 0; i < FUZZ_BACKEND_COUNT; i++) {
         const herald_backend_v1 *vt = fuzz_backends[i].get();
         size_t most = limits[i].max_events_per_request;
         if (most == 0 || most > FUZZ_EVENT_COUNT)
@@ -204,7 +223,7 @@ static void encode_all(const char *body, size_t body_length)
         return;
     const char *alone[1] = {event};
     const char *among[3] = {fuzz_events[0], event, fuzz_events[1]};
-    for (size_t i = 0; i < BACKEND_COUNT; i++) {
+    for (size_t i = 0; i < FUZZ_BACKEND_COUNT; i++) {
         const herald_backend_v1 *vt = fuzz_backends[i].get();
         size_t lengths[3];
         herald_backend_batch batch = fuzz_batch(alone, lengths, 1);
@@ -273,6 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         response.body_length = 0;
         response.transport_error = "Failed to connect to 127.0.0.1 port 9: Connection refused";
     }
+    renew_stateful();
     classify_all(&response);
     encode_all(body, body_length);
 

@@ -5,7 +5,8 @@
  *     and every destination as below, then herald_config_free;
  *   - as one destination's config_json: herald_destination_settings_parse
  *     with the default options, and each built-in backend's create() on the
- *     remaining keys;
+ *     remaining keys (a destination of the client options gets its named
+ *     backend, resolved by herald_backend_load, built-ins only);
  *   - as a backend config: each built-in backend's create() on the input.
  * A backend that accepts a config is then asked for its limits and encodes
  * the fixed events of fuzz_backends.h, and is destroyed. Besides crashes and
@@ -27,8 +28,16 @@
 #include "redact.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define BUILTIN_COUNT (sizeof fuzz_builtins / sizeof *fuzz_builtins)
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    /* Backend names resolve to built-ins only: never load a plugin. */
+    unsetenv("HERALD_PLUGIN_PATH");
+    return 0;
+}
 
 static void check_error(const char *err, size_t errlen)
 {
@@ -70,12 +79,21 @@ static void try_create(const herald_backend_v1 *vt, const char *config_json)
     vt->destroy(state);
 }
 
+/* A destination's backend as herald_open resolves it, built-ins only: a
+ * path (or a name to look up in HERALD_PLUGIN_PATH, which is unset) is never
+ * loaded. */
 static const herald_backend_v1 *builtin(const char *name)
 {
-    for (size_t i = 0; i < BUILTIN_COUNT; i++)
-        if (strcmp(fuzz_builtins[i]()->name, name) == 0)
-            return fuzz_builtins[i]();
-    return NULL;
+    if (strchr(name, '/') != NULL)
+        return NULL;
+    herald_backend_handle handle;
+    char err[256];
+    if (herald_backend_load(name, &handle, NULL, err, sizeof err) != HERALD_OK) {
+        check_error(err, sizeof err);
+        return NULL;
+    }
+    CHECK(handle.library == NULL && strcmp(handle.vt->name, name) == 0);
+    return handle.vt;
 }
 
 /* The option ranges of config.c's table, for the delivery block. */
@@ -130,8 +148,8 @@ static void destination(const herald_options *opts, const char *backend, const c
         if (vt != NULL)
             try_create(vt, backend_json);
     } else {
-        for (size_t i = 0; i < BUILTIN_COUNT; i++)
-            try_create(fuzz_builtins[i](), backend_json);
+        for (size_t i = 0; i < FUZZ_BUILTIN_COUNT; i++)
+            try_create(fuzz_builtins[i].get(), backend_json);
     }
     herald_delivery_settings_free(&settings);
     free(backend_json);
@@ -200,8 +218,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(herald_options_init(&defaults) == HERALD_OK);
     destination(&defaults, NULL, text);
 
-    for (size_t i = 0; i < BUILTIN_COUNT; i++)
-        try_create(fuzz_builtins[i](), text);
+    for (size_t i = 0; i < FUZZ_BUILTIN_COUNT; i++)
+        try_create(fuzz_builtins[i].get(), text);
 
     free(text);
     return 0;

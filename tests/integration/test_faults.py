@@ -386,7 +386,11 @@ def produce_measured(herald, cfg, count, flush_ms, timeout=60):
                          err_path.read_text(errors="replace"), args)
     print(res.describe())
     assert res.opened == 0 and res.returncode == 0, res.describe()
-    return res, usage.ru_maxrss, took
+    # The producer's own VmHWM: wait4's ru_maxrss would also count the memory
+    # of this (forking) Python process, which exec carries into the child's.
+    m = re.search(r"^rss_peak_kb (\d+)$", res.stdout, re.M)
+    assert m, "the producer did not report its peak RSS:\n" + res.describe()
+    return res, int(m.group(1)), took
 
 
 def test_huge_200_body_is_delivered_with_bounded_memory(herald, fault):
