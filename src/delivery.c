@@ -551,6 +551,8 @@ static void settle_per_event(herald_client *c, transfer *t, const herald_backend
             continue;
         herald_verdict part = *verdict;
         part.kind = (herald_verdict_kind)kind;
+        /* The server's drop count belongs to what it accepted, once. */
+        part.dropped = kind == HERALD_VERDICT_OK ? verdict->dropped : 0;
         if (kind == HERALD_VERDICT_OK && part.kind != verdict->kind)
             snprintf(part.reason, sizeof part.reason, "HTTP %ld: accepted in part", response->status);
         settle(c, t, group, n, response, &part);

@@ -20,39 +20,63 @@
 
 /* ---- byte classes (ASCII by hand: the process locale is not ours) ---- */
 
+enum { C_DIGIT = 1, C_LOWER = 2, C_UPPER = 4, C_HEX = 8, C_SPACE = 16, C_BLANK = 32,
+       C_UNDERSCORE = 64 };
+
+/* The C_* bits of each byte; bytes >= 0x80 have none. Generated. A table,
+ * because every scanner asks on every byte. */
+static const unsigned char class_table[256] = {
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x30, 0x10, 0x10, 0x10, 0x10, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x30, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x09, 0x09, 0x09, 0x09, 0x09, 0x09, 0x09, 0x09, 0x09, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x0c, 0x0c, 0x0c, 0x0c, 0x0c, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04,
+    0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x00, 0x00, 0x00, 0x40,
+    0x00, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02,
+    0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+};
+
 static int is_digit(unsigned char c)
 {
-    return c >= '0' && c <= '9';
+    return (class_table[c] & C_DIGIT) != 0;
 }
 
 static int is_lower(unsigned char c)
 {
-    return c >= 'a' && c <= 'z';
+    return (class_table[c] & C_LOWER) != 0;
 }
 
 static int is_upper(unsigned char c)
 {
-    return c >= 'A' && c <= 'Z';
+    return (class_table[c] & C_UPPER) != 0;
 }
 
 static int is_alpha(unsigned char c)
 {
-    return is_lower(c) || is_upper(c);
+    return (class_table[c] & (C_LOWER | C_UPPER)) != 0;
 }
 
 static int is_alnum(unsigned char c)
 {
-    return is_alpha(c) || is_digit(c);
+    return (class_table[c] & (C_DIGIT | C_LOWER | C_UPPER)) != 0;
 }
 
 static int is_word(unsigned char c)
 {
-    return is_alnum(c) || c == '_';
+    return (class_table[c] & (C_DIGIT | C_LOWER | C_UPPER | C_UNDERSCORE)) != 0;
 }
 
 static int is_hex(unsigned char c)
 {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return (class_table[c] & C_HEX) != 0;
 }
 
 static int is_lower_hex(unsigned char c)
@@ -62,12 +86,12 @@ static int is_lower_hex(unsigned char c)
 
 static int is_blank(unsigned char c)
 {
-    return c == ' ' || c == '\t';
+    return (class_table[c] & C_BLANK) != 0;
 }
 
 static int is_space(unsigned char c)
 {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+    return (class_table[c] & C_SPACE) != 0;
 }
 
 static unsigned char lower(unsigned char c)
@@ -108,6 +132,13 @@ static unsigned char at(const scan *g, size_t i)
 static unsigned char after(const scan *g, size_t e)
 {
     return e < g->n ? (unsigned char)g->s[e] : e == g->n ? g->right : 0;
+}
+
+/* 1 when i is the end of the segment and a marker lies beyond it: whatever
+ * a check looks for there, the first pass may have seen it. */
+static int edge_at(const scan *g, size_t i)
+{
+    return i == g->n && g->right != 0;
 }
 
 static unsigned char before(const scan *g, size_t i)
@@ -696,9 +727,30 @@ static int detect_assignment(scan *g)
 
 /* ================= V1 email ================= */
 
+/* Dot-atom bytes: alnum, !#$%&'*+^_`{|}~-. and bytes >= 0x80 (RFC 6531).
+ * Generated; a table because it runs on every byte. */
+static const unsigned char local_table[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 static int is_local(unsigned char c)
 {
-    return is_alnum(c) || c >= 0x80 || (c != 0 && strchr("!#$%&'*+^_`{|}~-.", c) != NULL);
+    return local_table[c];
 }
 
 static int is_domain_char(unsigned char c)
@@ -761,6 +813,8 @@ static size_t domain_end(const scan *g, size_t d)
         end = p;
         if (p < n && s[p] == '.' && p + 1 < n && is_domain_char((unsigned char)s[p + 1]))
             p++;
+        else if (p < n && s[p] == '.' && edge_at(g, p + 1))
+            return 0; /* the domain may have gone on into the marker */
         else
             break;
     }
@@ -1148,7 +1202,7 @@ static int detect_ssn(scan *g)
             continue;
         unsigned char prev = before(g, i), next = after(g, i + 11);
         if (is_word(prev) || prev == '-' || is_word(next) ||
-            (next == '-' && is_digit(at(g, i + 12))))
+            (next == '-' && (is_digit(at(g, i + 12)) || edge_at(g, i + 12))))
             continue;
         if (all_char(s + i, 3, '0') || memcmp(s + i, "666", 3) == 0 ||
             all_char(s + i + 4, 2, '0') || all_char(s + i + 7, 4, '0'))
@@ -1185,7 +1239,7 @@ static int phone_next_ok(const scan *g, size_t e)
     unsigned char c = after(g, e);
     if (is_word(c))
         return 0;
-    if ((is_phone_sep(c) || c == '/') && is_digit(at(g, e + 1)))
+    if ((is_phone_sep(c) || c == '/') && (is_digit(at(g, e + 1)) || edge_at(g, e + 1)))
         return 0;
     return 1;
 }
@@ -1458,8 +1512,9 @@ static int detect_ipv4(scan *g)
         if (e == 0)
             continue;
         unsigned char next = after(g, e);
-        if (is_word(next) || (next == '.' && is_digit(at(g, e + 1))) ||
-            (next == '-' && is_alpha(at(g, e + 1))))
+        if (is_word(next) ||
+            ((next == '.' || next == '-') && edge_at(g, e + 1)) ||
+            (next == '.' && is_digit(at(g, e + 1))) || (next == '-' && is_alpha(at(g, e + 1))))
             continue;
         if (p == '@' || (p == '/' && product_version(g, i - 1)) || version_word_before(g, i))
             continue;
@@ -1509,6 +1564,10 @@ static int detect_ipv6(scan *g)
         for (size_t k = i; k < e && k - i <= INET6_ADDRSTRLEN; k++) {
             colons += s[k] == ':';
             decimal |= is_digit((unsigned char)s[k]);
+        }
+        if (edge_at(g, run_end)) { /* the run may have gone on */
+            i = run_end - 1;
+            continue;
         }
         size_t z = e;
         if (e == run_end && at(g, z) == '%' && is_alnum(at(g, z + 1))) {
@@ -1604,12 +1663,29 @@ static int detect_mac(scan *g)
 
 /* ================= V9 Bitcoin ================= */
 
-static const char base58_alphabet[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+/* Base58 digit of a byte, alphabet 1-9 A-H J-N P-Z a-k m-z (-1: none). Generated. */
+static const signed char base58_table[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, -1, -1, -1, -1, -1, -1,
+    -1, 9, 10, 11, 12, 13, 14, 15, 16, -1, 17, 18, 19, 20, 21, -1,
+    22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, -1, -1, -1, -1, -1,
+    -1, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, -1, 44, 45, 46,
+    47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 static int base58_value(unsigned char c)
 {
-    const char *p = c != 0 ? strchr(base58_alphabet, c) : NULL;
-    return p != NULL ? (int)(p - base58_alphabet) : -1;
+    return base58_table[c];
 }
 
 static int is_base58(unsigned char c)
@@ -1645,12 +1721,30 @@ static int base58check_address(const char *s, size_t n)
     return memcmp(h, b + 21, 4) == 0;
 }
 
-static const char bech32_charset[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+/* Bech32 value of a byte, charset "qpzry9x8gf2tvdw0s3jn54khce6mua7l" in either case
+ * (-1: none). Generated. */
+static const signed char bech32_table[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    15, -1, 10, 17, 21, 20, 26, 30, 7, 5, -1, -1, -1, -1, -1, -1,
+    -1, 29, -1, 24, 13, 25, 9, 8, 23, -1, 18, 22, 31, 27, 19, -1,
+    1, 0, 3, 16, 11, 28, 12, 14, 6, 4, 2, -1, -1, -1, -1, -1,
+    -1, 29, -1, 24, 13, 25, 9, 8, 23, -1, 18, 22, 31, 27, 19, -1,
+    1, 0, 3, 16, 11, 28, 12, 14, 6, 4, 2, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 static int bech32_value(unsigned char c)
 {
-    const char *p = c != 0 ? strchr(bech32_charset, lower(c)) : NULL;
-    return p != NULL ? (int)(p - bech32_charset) : -1;
+    return bech32_table[c];
 }
 
 static int is_bech32_lower(unsigned char c)

@@ -17,6 +17,8 @@
  *   columns       the mapping from events to columns (default: docs/clickhouse.sql):
  *                 {"column": "$.path" | ["$.a", "$.b"] |
  *                  {"path": ..., "type": "...", "default": v} | {"const": v, "type": "..."}}
+ *                 types: string (default), json, int8..int64, uint8..uint64,
+ *                 float32, float64, bool, datetime, date, unix_ms, millis, raw
  *   settings      query settings added to the URL, e.g. {"input_format_skip_unknown_fields": 1}
  *   gzip          true (default): send bodies with Content-Encoding: gzip
  *   config_errors "dead-letter" (default) or "retry": what authentication,
@@ -1555,7 +1557,11 @@ static void ch_classify(void *state, const herald_backend_response *response,
     ch_state *s = state;
     herald_verdict_from_status(response, out);
     long status = response->status;
-    if (status >= 200 && status < 300) {
+    /* An exception after the 200 headers went out (a server that streams its
+     * answer) still says "Code: N" in the body, or in the header on current
+     * servers: such an insert failed. */
+    long code = status >= 200 && status < 300 ? exception_code(response) : -1;
+    if (status >= 200 && status < 300 && code < 0) {
         if (s->invalid_pending > 0 && batch->count > 1 && out->event_kinds != NULL) {
             /* Some events were left out of the body: the rest is in; those
              * are dead-lettered with the reason (the others take OK). */
@@ -1575,13 +1581,16 @@ static void ch_classify(void *state, const herald_backend_response *response,
     }
     if (status == 0)
         return; /* no response: retry */
+    if (code >= 0)
+        out->kind = HERALD_VERDICT_RETRY; /* 200 with an exception: by its code below */
     if (s->invalid_pending > 0 && batch->count > 1) {
         /* The batch goes again (and is encoded again): recount it then. */
         char why[256];
         if (mark_left_out(s, batch, NULL, why, sizeof why) > 0)
             s->invalid_pending--;
     }
-    long code = exception_code(response);
+    if (code < 0)
+        code = exception_code(response);
     if (code < 0)
         return; /* not ClickHouse's answer (a proxy?): by the status */
     const code_info *info = code_find(code);

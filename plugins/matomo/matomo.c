@@ -666,8 +666,9 @@ static json_t *follow(json_t *root, const char *path)
     return json_is_null(node) ? NULL : node;
 }
 
-/* "https://<app name as a host>/" when no default_url is configured:
- * "Acme Notes" becomes https://acme-notes/. */
+/* "https://<app name as a host>/" when no default_url is configured: its
+ * letters and digits, lowercased, runs of anything else a '-' ("Acme Notes"
+ * becomes https://acme-notes/), at most 63 bytes; "app" without a name. */
 static void app_base(const matomo_state *s, json_t *context, text *t)
 {
     if (s->default_url) {
@@ -678,12 +679,12 @@ static void app_base(const matomo_state *s, json_t *context, text *t)
     text_str(t, "https://");
     size_t start = t->length;
     int dash = 0;
-    for (const unsigned char *p = (const unsigned char *)(name ? name : ""); *p && t->length - start < 63;
-         p++) {
-        char c = (char)*p;
+    const char *p = name ? name : "";
+    for (; *p && t->length - start < 63; p++) {
+        char c = *p;
         if (c >= 'A' && c <= 'Z')
             c = (char)(c - 'A' + 'a');
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.') {
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
             if (dash && t->length > start)
                 text_str(t, "-");
             dash = 0;
@@ -811,9 +812,10 @@ static int encode_event(const matomo_state *s, json_t *event, int64_t now_ms, te
     int64_t ts_ms;
     if (timestamp && parse_timestamp_ms(timestamp, &ts_ms) &&
         (s->token_auth || now_ms - ts_ms < RECENT_MS)) {
-        int64_t secs = ts_ms >= 0 ? ts_ms / 1000 : -((-ts_ms + 999) / 1000);
-        snprintf(number, sizeof number, "%lld", (long long)secs);
-        q_param(q, "cdt", number);
+        if (ts_ms >= 1000) {
+            snprintf(number, sizeof number, "%lld", (long long)(ts_ms / 1000));
+            q_param(q, "cdt", number);
+        }
     }
     const char *ip = get_string(context, "ip");
     if (s->token_auth && ip && valid_ip(ip)) {
@@ -968,6 +970,9 @@ static void classify_success(const matomo_state *s, const herald_backend_respons
             event_of[n++] = i;
     long long tracked = member_integer(doc, "tracked", 0);
     long long invalid = member_integer(doc, "invalid", 0);
+    /* Counts of this request's n requests, whatever the server says. */
+    tracked = tracked < 0 ? 0 : tracked > (long long)n ? (long long)n : tracked;
+    invalid = invalid < 0 ? 0 : invalid > (long long)n ? (long long)n : invalid;
     json_t *indices = json_object_get(doc, "invalid_indices");
     int *kinds = out->struct_size >= offsetof(herald_verdict, event_kinds) + sizeof out->event_kinds
                      ? out->event_kinds
@@ -992,7 +997,7 @@ static void classify_success(const matomo_state *s, const herald_backend_respons
             rejected++;
         }
         per_event = 1;
-    } else if (invalid > 0 && (size_t)invalid >= n) {
+    } else if (invalid > 0 && invalid == (long long)n) {
         /* Every request refused: each one is known without indices. */
         out->kind = HERALD_VERDICT_REJECT;
         for (size_t i = 0; kinds && i < count; i++)

@@ -919,28 +919,22 @@ static void posthog_classify(void *state, const herald_backend_response *respons
         if (r && r->left_count > 0)
             set_reason(out, "%s", r->reason);
     } else if (status == 400) {
-        if (strstr(message, "maximum event size exceeded")) {
-            /* Older capture answers an oversize event with 400: split, and
-             * dead-letter it once alone. */
-            out->kind = HERALD_VERDICT_SPLIT;
-            set_reason(out, "HTTP 400: %s", message);
-        } else {
-            out->kind = HERALD_VERDICT_REJECT;
-            set_reason(out, "HTTP 400: event refused%s%s", sep,
-                     message);
-        }
+        /* A bad event (older capture also answers an oversize event so):
+         * the core bisects a batch to dead-letter only the event at fault. */
+        out->kind = HERALD_VERDICT_REJECT;
+        set_reason(out, "HTTP 400: event refused%s%s", sep, message);
     } else if (status == 401) {
         out->kind = HERALD_VERDICT_REJECT;
         set_reason(out,
-                 "HTTP 401: project API key rejected%s%s (configuration error: check api_key, "
-                 "the project API key \"phc_...\" from Project settings)",
-                 sep, message);
+                   "HTTP 401: project API key rejected%s%s (configuration error: check "
+                   "api_key, the project API key \"phc_...\" from Project settings)",
+                   sep, message);
     } else if (status == 404) {
         out->kind = HERALD_VERDICT_REJECT;
         set_reason(out,
-                 "HTTP 404: no PostHog capture endpoint at this url%s%s (configuration error: "
-                 "check url, e.g. https://us.i.posthog.com)",
-                 sep, message);
+                   "HTTP 404: no PostHog capture endpoint at this url%s%s (configuration "
+                   "error: check url, e.g. https://us.i.posthog.com)",
+                   sep, message);
     } else if (status == 413) {
         out->kind = HERALD_VERDICT_SPLIT;
         set_reason(out, "HTTP 413: too large%s%s", sep, message);

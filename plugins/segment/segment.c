@@ -460,24 +460,22 @@ static void segment_classify(void *state, const herald_backend_response *respons
         /* A message the collector refuses (RudderStack refuses the whole
          * request): the core bisects a batch to find it. */
         out->kind = HERALD_VERDICT_REJECT;
-        set_reason(out, "HTTP 400: request refused%s%s", sep,
-                 message);
+        set_reason(out, "HTTP 400: request refused%s%s", sep, message);
     } else if (status == 401 || status == 403) {
         out->kind = HERALD_VERDICT_REJECT;
         set_reason(out,
-                 "HTTP %ld: write key refused%s%s (configuration error: check the write "
-                 "key/source)",
-                 status, sep, message);
+                   "HTTP %ld: write key refused%s%s (configuration error: check the write "
+                   "key/source)",
+                   status, sep, message);
     } else if (status == 404) {
         out->kind = HERALD_VERDICT_REJECT;
         set_reason(out,
-                 "HTTP 404: source disabled or wrong endpoint%s%s (configuration error: check "
-                 "the write key/source and url)",
-                 sep, message);
+                   "HTTP 404: source disabled or wrong endpoint%s%s (configuration error: "
+                   "check the write key/source and url)",
+                   sep, message);
     } else if (status == 413) {
         out->kind = HERALD_VERDICT_SPLIT;
-        set_reason(out, "HTTP 413: request too large%s%s", sep,
-                 message);
+        set_reason(out, "HTTP 413: request too large%s%s", sep, message);
     } else if (status == 429 || status >= 500) {
         out->kind = HERALD_VERDICT_RETRY;
     }

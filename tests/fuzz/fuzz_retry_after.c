@@ -111,7 +111,7 @@ static void check_retry_after(const char *text)
     }
 }
 
-/* Numbers from the first 16 bytes: base, cap, failures, random. */
+/* Numbers from the first 20 bytes: base, cap, failures, random. */
 static void check_backoff(const uint8_t *data, size_t size)
 {
     uint8_t raw[20] = {0};

@@ -74,7 +74,8 @@ from receiver import Receiver, ValidationError  # noqa: E402
 
 PAGE_MAXIMUM_LENGTH = 1024      # [Tracker] page_maximum_length
 USER_ID_MAX = 200               # log_visit.user_id, truncated since Matomo 4
-CDT_RECENT_S = 86400            # tracking_requests_require_authentication_when_custom_timestamp_newer_than
+# [Tracker] tracking_requests_require_authentication_when_custom_timestamp_newer_than
+CDT_RECENT_S = 86400
 LENGTH_HEX_ID_STRING = 16
 MATOMO_PAGE = ("This resource is part of Matomo. Keep full control of your data with the "
                "leading free and open source <a href='https://matomo.org' target='_blank' "

@@ -174,6 +174,19 @@ def test_default_url_category_dimensions_and_bots(herald, matomo):
     assert hits["Home"]["params"]["bots"] == "1" and not matomo.excluded
 
 
+def test_long_urls_are_sent_whole_and_matomo_cuts_them(herald, matomo):
+    long_url = "https://acme.example/search?q=" + "\u00e9" * 1500
+    import_events(herald, cfg := herald.config([mdest(matomo)]), [
+        {"type": "page", "name": "Search", "properties": {"url": long_url}},
+    ])
+    assert matomo.wait_for_events(1, 10)
+    hit = matomo.hits[0]
+    # Not refused: Matomo cuts URLs and titles to page_maximum_length (1024 bytes).
+    assert hit["params"]["url"] == long_url
+    assert hit["url"] == long_url.encode()[:1024].decode("utf-8", "ignore")
+    assert not herald.dead_letters() and status(herald, cfg)["pending"] == 0
+
+
 def test_visitor_id_deterministic_per_anonymous_id_and_uid_for_users(herald, matomo):
     cfg = herald.config([mdest(matomo)])
     events = [

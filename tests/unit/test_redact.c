@@ -1442,6 +1442,37 @@ static void test_invalid_utf8(void **state)
     herald_redactor_free(r);
 }
 
+/* ---- regressions: what the fuzzer found, one line each ---- */
+
+static void test_regressions(void **state)
+{
+    (void)state;
+    herald_redactor *r = make(NULL);
+    /* A second pass saw a boundary where the first saw text. */
+    check_value(r, "password=abc\"pin\":9876", "password=[secret]\"pin\":9876");
+    check_value(r, "call 202-555-0143 24%doe%40example.com", "call 202-555-0143 [email]");
+    /* Look-backs into text another rule of the same stage replaces. */
+    check_value(r, "/home/ver 1.2.3.4", "/home/[user] [ip]");
+    check_value(r, "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4/1.2.3.4", "[crypto]/[ip]");
+    /* The phone rule's "next is not separator + digit", mirrored. */
+    check_kept(r, "1234 0532 0130 00");
+    herald_redactor_free(r);
+
+    r = make("{\"mode\": {\"email\": \"keep_domain\", \"ip\": \"truncate\"}}");
+    /* The kept domain was the local part of a second address. */
+    check_value(r, "fi@st.last@example.org", "[email]");
+    /* The kept domain held another rule's find. */
+    check_value(r, "jane@host-1.2.3.4.example.com", "[email]");
+    check_event(r, "{\"email\": \"jane@xoxb-1234567890-abcdefghij.example.com\"}",
+                "{\"email\": \"[email]\"}", NULL);
+    /* A quote ends a URL in text; an address may not start with one. */
+    check_value(r, "httpc://www.'@xample.coo/l0example.com&next=%2Fhome",
+                "httpc://www.'@xample.coo/l0example.com&next=%2Fhome");
+    check_value(r, "see https://x.example.com/a.b'c@example.org",
+                "see https://x.example.com/a.b'[email]@example.org");
+    herald_redactor_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1482,6 +1513,7 @@ int main(void)
         cmocka_unit_test(test_adversarial_megabytes),
         cmocka_unit_test(test_adversarial_keys_and_nesting),
         cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_regressions),
         cmocka_unit_test(test_corpus),
     };
     return cmocka_run_group_tests_name("redact", tests, NULL, NULL);
