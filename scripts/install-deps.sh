@@ -7,7 +7,7 @@ packages=(
   gcc clang meson ninja-build pkg-config
   libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libjansson-dev
   libcmocka-dev python3 python3-pytest python3-venv python3-setuptools python3-wheel
-  valgrind libclang-rt-14-dev sqlite3 postgresql openssl make
+  valgrind libclang-rt-14-dev sqlite3 postgresql openssl make clickhouse-server
 )
 # Node.js >= 20 with npm for the Node binding: the machine's own when it has
 # one (Debian 12's nodejs is 18, which lacks node --test's JUnit reporter).

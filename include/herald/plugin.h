@@ -87,7 +87,8 @@ typedef struct herald_backend_request {
     char *headers;
     /* Credentials sent in the body (an API key field), '\n'-separated,
      * herald_alloc'ed, or NULL. herald removes them, like every request
-     * header value but Content-Type, Content-Encoding, Accept and User-Agent,
+     * header value but Content-Type, Content-Encoding, Accept, User-Agent and
+     * X-ClickHouse-User,
      * from response excerpts and reasons before storing or logging them: a
      * server that echoes a key in its error must not put it in a dead letter. */
     char *secrets;

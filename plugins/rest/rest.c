@@ -153,10 +153,13 @@ static int mapping_compile(rest_state *s, json_t *mapping, char *err, size_t err
             paths = NULL;
             json_object_foreach(spec, k, v)
             {
-                if (strcmp(k, "const") == 0 && !flatten) {
-                    f->kind = FIELD_CONST;
-                    f->value = json_incref(v);
-                } else if (strcmp(k, "default") == 0 && !flatten) {
+                if ((strcmp(k, "const") == 0 || strcmp(k, "default") == 0) && !flatten) {
+                    if (f->value != NULL) {
+                        snprintf(err, errlen,
+                                 "rest: mapping \"%.64s\": const and default together", target);
+                        return -1;
+                    }
+                    f->kind = strcmp(k, "const") == 0 ? FIELD_CONST : f->kind;
                     f->value = json_incref(v);
                 } else if (strcmp(k, flatten ? "flatten" : "path") == 0) {
                     paths = v;

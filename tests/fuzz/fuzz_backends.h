@@ -47,7 +47,7 @@ static const fuzz_builtin fuzz_builtins[] = {
     {herald_backend_umami, FUZZ_BODY_JSON, 0},
     {herald_backend_segment, FUZZ_BODY_JSON, 0},
     {herald_backend_posthog, FUZZ_BODY_JSON, 0},
-    {herald_backend_matomo, FUZZ_BODY_ANY, 0},
+    {herald_backend_matomo, FUZZ_BODY_JSON, 0},
     {herald_backend_clickhouse, FUZZ_BODY_NDJSON, 0},
 };
 #define FUZZ_BUILTIN_COUNT (sizeof fuzz_builtins / sizeof *fuzz_builtins)
@@ -114,6 +114,10 @@ static const fuzz_backend fuzz_backends[] = {
     {"segment", herald_backend_segment, "{\"write_key\":\"WRITE_KEY\"}", NULL, 0},
     {"posthog", herald_backend_posthog,
      "{\"url\":\"https://eu.i.posthog.com\",\"api_key\":\"phc_fuzz\"}", NULL, 0},
+    {"matomo", herald_backend_matomo,
+     "{\"url\":\"https://matomo.example/\",\"site_id\":1,\"token_auth\":\"t0k3n\","
+     "\"dimensions\":{\"1\":\"$.properties.plan\",\"2\":[\"$.userId\",\"$.anonymousId\"]}}",
+     NULL, 0},
     {"clickhouse", herald_backend_clickhouse,
      "{\"url\":\"http://127.0.0.1:8123\",\"table\":\"herald.events\",\"user\":\"u\","
      "\"password\":\"p\"}",

@@ -53,7 +53,6 @@ Standalone: ``python3 tests/integration/posthog_receiver.py --port 8010``.
 
 import argparse
 import datetime
-import gzip
 import json
 import signal
 import sys

@@ -231,7 +231,7 @@ def test_uuid_is_the_message_id_on_every_attempt(herald, posthog):
     assert posthog.accepted_uuids() == {mid: 1}
 
 
-def test_gzip_bodies_and_gzip_off(herald, make_receiver):
+def test_gzip_bodies_and_gzip_off(herald):
     on = PostHogReceiver().start()
     off = PostHogReceiver().start()
     try:

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <cmocka.h>
 #include <jansson.h>
 
@@ -1442,6 +1444,56 @@ static void test_invalid_utf8(void **state)
     herald_redactor_free(r);
 }
 
+/* ---- one redactor, many threads ---- */
+
+typedef struct thread_job {
+    const herald_redactor *r;
+    const json_t *input;
+    const json_t *expected;
+    int ok;
+} thread_job;
+
+static void *redact_many(void *arg)
+{
+    thread_job *job = arg;
+    job->ok = 1;
+    for (int i = 0; i < 300 && job->ok; i++) {
+        json_t *event = json_deep_copy(job->input);
+        if (event == NULL || herald_redact_event(job->r, event, NULL) != HERALD_OK ||
+            !json_equal(event, job->expected))
+            job->ok = 0;
+        json_decref(event);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    herald_redactor *r = make("{\"mode\": {\"email\": \"hash\"}, \"hash_key\": \"" TEST_KEY "\","
+                              " \"custom\": [{\"name\": \"o\", \"pattern\": \"ORD-[0-9]+\"}]}");
+    json_t *input = track_event();
+    json_object_set_new(input, "properties",
+                        parse("{\"email\": \"jane@example.com\", \"note\": \"ORD-12 from 203.0.113.5,"
+                              " card 4111 1111 1111 1111, token=abc\", \"url\":"
+                              " \"https://u:p@x.example.com/?phone=%2B44%2020%207946%200018\"}"));
+    json_t *expected = json_deep_copy(input);
+    redact_event_ok(r, expected, NULL);
+    pthread_t threads[4];
+    thread_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){r, input, expected, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, redact_many, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        assert_true(jobs[i].ok);
+    }
+    json_decref(expected);
+    json_decref(input);
+    herald_redactor_free(r);
+}
+
 /* ---- regressions: what the fuzzer found, one line each ---- */
 
 static void test_regressions(void **state)
@@ -1514,6 +1566,7 @@ int main(void)
         cmocka_unit_test(test_adversarial_keys_and_nesting),
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_regressions),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_corpus),
     };
     return cmocka_run_group_tests_name("redact", tests, NULL, NULL);

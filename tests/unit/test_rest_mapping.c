@@ -167,6 +167,8 @@ static void test_bad_mappings_are_refused(void **state)
     refused("{\"url\":\"http://h/\",\"mapping\":{\"a\":{\"const\":1,\"path\":\"$.x\"}}}",
             "const and path together");
     refused("{\"url\":\"http://h/\",\"mapping\":{\"a\":{\"default\":1}}}", "needs a path");
+    refused("{\"url\":\"http://h/\",\"mapping\":{\"a\":{\"const\":1,\"default\":2}}}",
+            "const and default together");
     refused("{\"url\":\"http://h/\",\"mapping\":{\"a\":[]}}", "needs a path");
     refused("{\"url\":\"http://h/\",\"mapping\":{\"\":\"$.x\"}}", "must be 1-64");
     refused("{\"url\":\"http://h/\",\"mapping\":{\"a b\":\"$.x\"}}", "must be 1-64");
