@@ -292,6 +292,10 @@ static herald_status complete(const herald_event_env *env, json_t *message, cons
         (st = check_object(message, "integrations", err, errlen)) != HERALD_OK)
         return st;
 
+    /* sentAt is the transport's, set at each attempt: a caller's own would
+     * go stale on retries, and duplicate the backend's key. */
+    json_object_del(message, "sentAt");
+
     json_t *name = json_object_get(message, "name");
     if (name != NULL && !json_is_string(name) && !json_is_null(name)) {
         herald_error_format(err, errlen, "\"name\" must be a string");

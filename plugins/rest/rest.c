@@ -415,6 +415,11 @@ static int rest_create(const char *config_json, uint32_t core_abi, void **state,
         failed = 1;
     if (!failed && s->sent_at_key == NULL && (s->sent_at_key = strdup("sentAt")) == NULL)
         failed = 1;
+    if (!failed && s->batch_key[0] && strcmp(s->batch_key, s->sent_at_key) == 0) {
+        /* The send time would overwrite the events: a 2xx for nothing sent. */
+        snprintf(err, errlen, "rest: batch_key and sent_at_key must differ");
+        failed = 1;
+    }
     if (failed) {
         rest_destroy(s);
         return -1;

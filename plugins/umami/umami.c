@@ -1367,12 +1367,15 @@ static void classify_batch(umami_state *s, const herald_backend_response *r,
     long first_status = 0;
     size_t index;
     const json_t *detail;
+    /* An element named twice counts once: dropped never exceeds the batch. */
+    unsigned char *seen = calloc(n_sent ? n_sent : 1, 1);
     json_array_foreach(details, index, detail)
     {
         const json_t *at = json_object_get(detail, "index");
-        if (!json_is_integer(at) || json_integer_value(at) < 0 ||
-            (size_t)json_integer_value(at) >= n_sent)
+        if (seen == NULL || !json_is_integer(at) || json_integer_value(at) < 0 ||
+            (size_t)json_integer_value(at) >= n_sent || seen[json_integer_value(at)])
             continue;
+        seen[json_integer_value(at)] = 1;
         size_t i = sent[json_integer_value(at)];
         long status = detail_status(detail);
         if (first_status == 0)
@@ -1395,6 +1398,7 @@ static void classify_batch(umami_state *s, const herald_backend_response *r,
             rejected++;
         }
     }
+    free(seen);
     json_decref(doc);
     out->dropped = (uint32_t)ignored;
     if (batch->count == 1 || out->event_kinds == NULL) {

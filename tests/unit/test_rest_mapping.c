@@ -173,6 +173,8 @@ static void test_bad_mappings_are_refused(void **state)
     refused("{\"url\":\"http://h/\",\"mapping\":{\"\":\"$.x\"}}", "must be 1-64");
     refused("{\"url\":\"http://h/\",\"mapping\":{\"a b\":\"$.x\"}}", "must be 1-64");
     refused("{\"url\":\"http://h/\",\"batch_key\":\"a\\\"b\"}", "batch_key must be");
+    refused("{\"url\":\"http://h/\",\"batch_key\":\"x\",\"sent_at_key\":\"x\"}",
+            "batch_key and sent_at_key must differ");
 }
 
 int main(void)
