@@ -259,7 +259,6 @@ static herald_status enrich(const herald_event_env *env, json_t *message, const 
         json_object_set_new(context, "session",
                             json_pack("{s:I,s:I}", "id", (json_int_t)env->session_id, "sequence",
                                       (json_int_t)env->session_sequence));
-    enrich_page(message, context, type);
     json_object_set_new(message, "context", context);
     return HERALD_OK;
 }
@@ -349,6 +348,12 @@ herald_status herald_event_finish(const herald_event_env *env, json_t *message, 
         if (st != HERALD_OK)
             herald_error_format(err, errlen, "out of memory redacting the event");
     }
+    /* Page and campaign fields are derived from the page URL after
+     * redaction, from the redacted URL: a path or query value taken from the
+     * raw URL could carry what the URL rules removed (a webhook secret in a
+     * path segment is only recognisable in the whole URL). */
+    if (st == HERALD_OK)
+        enrich_page(message, json_object_get(message, "context"), *out_type);
     if (st != HERALD_OK) {
         json_decref(message);
         return st;

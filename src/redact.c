@@ -285,6 +285,12 @@ int redact_is_redacted(const herald_redactor *r, const char *s, size_t n)
     return 0;
 }
 
+static int is_url_stop(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v' ||
+           c == '"' || c == '\'' || c == '<' || c == '>';
+}
+
 /* Close the segment [seg, end): its left edge is a marker unless it starts
  * the string, its right edge unless it ends it. */
 static int push_segment(redact_spans *out, size_t seg, size_t end, size_t n)
@@ -309,7 +315,16 @@ int redact_segments(const herald_redactor *r, const char *s, size_t n,
         if (i == stop) {
             if (push_segment(out, seg, i, n) != 0)
                 return -1;
-            i = seg = opaque->v[next_opaque++].end;
+            i = opaque->v[next_opaque++].end;
+            /* A URL in text ends at its first white space, quote or <>,
+             * less trailing punctuation. Those bytes are not scanned: a span
+             * that swallowed the stop byte would let a second pass read the
+             * URL on into the marker. */
+            while (i < n && s[i] != 0 && strchr(".,;:!?)]", s[i]) != NULL)
+                i++;
+            if (i < n && is_url_stop((unsigned char)s[i]))
+                i++;
+            seg = i;
             continue;
         }
         const char *bracket = memchr(s + i, '[', stop - i);
@@ -1172,6 +1187,9 @@ done:
     return status;
 }
 
+/* HERALD_REDACT_KEY treats s as a member name: the value detectors, as the
+ * event walk applies them to names (whether the name is a sensitive key is
+ * a question about its value, which this call does not have). */
 char *herald_redact_string(const herald_redactor *r, const char *s, size_t len,
                            herald_redact_context context, herald_redact_stats *stats,
                            int *out_of_memory)

@@ -476,8 +476,8 @@ static char *encode_mapped(const rest_state *s, const herald_backend_batch *batc
     return copy;
 }
 
-static int rest_encode(void *state, const herald_backend_batch *batch, herald_backend_request *out,
-                       char *err, size_t errlen)
+static int encode_request(void *state, const herald_backend_batch *batch,
+                          herald_backend_request *out, char *err, size_t errlen)
 {
     rest_state *s = state;
     char sent_at[32];
@@ -546,6 +546,20 @@ static int rest_encode(void *state, const herald_backend_batch *batch, herald_ba
     out->body = body;
     out->body_length = len;
     return 0;
+}
+
+/* On failure nothing stays allocated in *out, whoever the caller is. */
+static int rest_encode(void *state, const herald_backend_batch *batch, herald_backend_request *out,
+                       char *err, size_t errlen)
+{
+    int rc = encode_request(state, batch, out, err, errlen);
+    if (rc != 0) {
+        herald_free(out->headers);
+        herald_free(out->body);
+        out->headers = NULL;
+        out->body = NULL;
+    }
+    return rc;
 }
 
 static void rest_classify(void *state, const herald_backend_response *response,

@@ -732,6 +732,10 @@ static int visitor_of(const umami_state *s, const json_t *event, json_t *payload
     }
     m->user_agent = ua ? ua : s->user_agent;
     const char *ip = get_string(context, "ip");
+    /* herald redacts IPs by default ("[ip]", "[ip:…]"): no address then,
+     * as if none was given; only a caller's malformed address is refused. */
+    if (ip && strncmp(ip, "[ip", 3) == 0)
+        ip = NULL;
     if (ip) {
         if (strlen(ip) >= sizeof m->ip || !ip_valid(ip)) {
             snprintf(err, errlen, "umami: context.ip is not an IPv4 or IPv6 address");

@@ -156,6 +156,9 @@ class Herald:
         self.db = tmp_path / "q.db"
         self._request = request
         self._ncfg = 0
+        # A "redact" setting every config gets unless it sets its own
+        # (None: herald's default, redaction on).
+        self.redact = None
 
     # -- config ------------------------------------------------------------
     def dest(self, receiver, name="main", path=None, **kw):
@@ -175,6 +178,8 @@ class Herald:
             "request_timeout_ms": 10000,
             "destinations": destinations,
         }
+        if self.redact is not None:
+            cfg["redact"] = self.redact
         cfg.update(opts)
         self._ncfg += 1
         path = self.tmp / ("config%d.json" % self._ncfg)

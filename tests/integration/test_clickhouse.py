@@ -32,6 +32,15 @@ import pytest
 
 from conftest import REPO, build_dir
 
+
+@pytest.fixture(autouse=True)
+def _caller_data_unredacted(herald):
+    """These tests check how the backend maps the caller's own data (IPs,
+    user agents, emails in traits) onto the wire, so redaction, which is on
+    by default, is turned off here; it has its own tests (test_privacy.py,
+    tests/unit/test_redact.c, tests/unit/test_enrich.c)."""
+    herald.redact = {"enabled": False}
+
 SCRIPT = REPO / "scripts" / "clickhouse-server.sh"
 SCHEMA = REPO / "docs" / "clickhouse.sql"
 

@@ -12,6 +12,15 @@ from conftest import build_dir
 
 from plausible_receiver import PlausibleReceiver, is_bot
 
+
+@pytest.fixture(autouse=True)
+def _caller_data_unredacted(herald):
+    """These tests check how the backend maps the caller's own data (IPs,
+    user agents, emails in traits) onto the wire, so redaction, which is on
+    by default, is turned off here; it has its own tests (test_privacy.py,
+    tests/unit/test_redact.c, tests/unit/test_enrich.c)."""
+    herald.redact = {"enabled": False}
+
 DOMAIN = "example.com"
 FALLBACK_UA = "Mozilla/5.0 (X11; Linux x86_64) herald/0.1.0"
 BROWSER_UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 "

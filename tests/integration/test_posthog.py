@@ -14,6 +14,15 @@ from conftest import build_dir
 
 from posthog_receiver import PostHogReceiver
 
+
+@pytest.fixture(autouse=True)
+def _caller_data_unredacted(herald):
+    """These tests check how the backend maps the caller's own data (IPs,
+    user agents, emails in traits) onto the wire, so redaction, which is on
+    by default, is turned off here; it has its own tests (test_privacy.py,
+    tests/unit/test_redact.c, tests/unit/test_enrich.c)."""
+    herald.redact = {"enabled": False}
+
 API_KEY = "phc_Zx81kQ0aTestProjectKey4711"
 MESSAGE_NS = uuid.UUID("38c8eb11-794a-445b-8294-99d6e4e33340")
 NO_ID = "posthog: event has neither userId nor anonymousId (PostHog requires a distinct_id)"

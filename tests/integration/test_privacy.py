@@ -10,6 +10,7 @@ anything the receiver got, in dead letters, or in the CLI's verbose log.
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -55,10 +56,32 @@ def forms(secret):
     return {raw, escaped, ascii_escaped}
 
 
+def scannable(cases):
+    """(case, secret) pairs a whole-file scan can judge. The harness of PII.md
+    §9.3 looks at one event at a time; a raw scan sees every event and
+    herald's own fields at once, so it leaves out what could be there for
+    another reason: a substring another case must keep (a corpus trap such as
+    an invalid IBAN shares digits with a valid one), and short hex/digit
+    fragments that random UUIDs and ids contain by chance."""
+    kept_text = [json.dumps(c["input"], ensure_ascii=False) for c in cases]
+    out = []
+    for i, case in enumerate(cases):
+        for secret in case["expect_redacted"]:
+            if len(secret) < 6 or re.fullmatch(r"[0-9a-fA-F.:\- ]{0,12}", secret):
+                continue
+            if any(secret in text and secret not in cases[j]["expect_redacted"]
+                   for j, text in enumerate(kept_text) if j != i):
+                continue
+            out.append((case, secret))
+    return out
+
+
 def leaks(cases, blobs):
     found = []
-    for case in cases:
-        for secret in case["expect_redacted"]:
+    pairs = scannable(cases)
+    assert len(pairs) > 100, "too few secrets left to scan: %d" % len(pairs)
+    for case, secret in pairs:
+        if True:
             for name, blob in blobs.items():
                 if any(f in blob for f in forms(secret)):
                     found.append("%r (input %r) found in %s" % (secret, case["input"], name))

@@ -13,6 +13,15 @@ from conftest import build_dir
 
 from receiver import Receiver
 
+
+@pytest.fixture(autouse=True)
+def _caller_data_unredacted(herald):
+    """These tests check how the backend maps the caller's own data (IPs,
+    user agents, emails in traits) onto the wire, so redaction, which is on
+    by default, is turned off here; it has its own tests (test_privacy.py,
+    tests/unit/test_redact.c, tests/unit/test_enrich.c)."""
+    herald.redact = {"enabled": False}
+
 WRITE_KEY = "wk_9f8e7d6c5b4a3210zyx"
 BASIC = "Basic " + base64.b64encode((WRITE_KEY + ":").encode()).decode()
 NO_ID = ("segment: event has neither userId nor anonymousId (Segment and RudderStack "

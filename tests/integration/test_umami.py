@@ -12,6 +12,15 @@ from conftest import build_dir
 
 from umami_receiver import UmamiReceiver, is_bot
 
+
+@pytest.fixture(autouse=True)
+def _caller_data_unredacted(herald):
+    """These tests check how the backend maps the caller's own data (IPs,
+    user agents, emails in traits) onto the wire, so redaction, which is on
+    by default, is turned off here; it has its own tests (test_privacy.py,
+    tests/unit/test_redact.c, tests/unit/test_enrich.c)."""
+    herald.redact = {"enabled": False}
+
 BROWSER_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/120.0.0.0 Safari/537.36")
 DEFAULT_UA = "herald-c/0.1.0 (Linux)"

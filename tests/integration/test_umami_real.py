@@ -22,6 +22,13 @@ from pathlib import Path
 
 import pytest
 
+
+@pytest.fixture(autouse=True)
+def _caller_data_unredacted(herald):
+    """Checks how the caller's own data lands in Umami's tables; redaction
+    (on by default) has its own tests (test_privacy.py)."""
+    herald.redact = {"enabled": False}
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "umami-server.sh"
 BROWSER_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -1522,6 +1522,8 @@ static void test_regressions(void **state)
                 "httpc://www.'@xample.coo/l0example.com&next=%2Fhome");
     check_value(r, "see https://x.example.com/a.b'c@example.org",
                 "see https://x.example.com/a.b'[email]@example.org");
+    check_value(r, "https://x.example.com/a!''''o@example.org",
+                "https://x.example.com/a!''''[email]@example.org");
     herald_redactor_free(r);
 }
 
