@@ -126,7 +126,8 @@ describe('client', () => {
     assert.equal(t.userId, 'u-9');
     assert.equal(t.anonymousId, 'a-9');
     assert.equal(t.timestamp, '2024-05-01T12:30:00.250Z');
-    assert.equal(t.context.ip, '203.0.113.9');
+    // Redaction is on by default: the IP is personal data, the locale is not.
+    assert.equal(t.context.ip, '[ip]');
     assert.equal(t.context.locale, 'fr-FR');
     assert.deepEqual(t.integrations, { All: true });
     assert.equal(got['msg-track-2'].timestamp, '2023-01-02T03:04:05Z');
@@ -134,7 +135,7 @@ describe('client', () => {
     assert.equal(got['msg-page'].userId, 'u-page');
     assert.equal(got['msg-screen'].anonymousId, 'a-screen');
     assert.equal(got['msg-ident'].userId, 'u-ident');
-    assert.deepEqual(got['msg-ident'].traits, { email: 'x@example.com' });
+    assert.deepEqual(got['msg-ident'].traits, { email: '[email]' });
     assert.equal(got['msg-group'].groupId, 'g-1');
     assert.equal(got['msg-group'].userId, 'u-group');
     assert.equal(got['msg-alias'].previousId, 'old-id');

@@ -103,14 +103,15 @@ def test_overrides_build_whole_messages(make_client, receiver):
     assert t["type"] == "track" and t["event"] == "Imported" and t["properties"] == {"n": 1}
     assert t["userId"] == "u-9" and t["anonymousId"] == "a-9"
     assert t["timestamp"] == "2024-05-01T12:30:00.250Z"
-    assert t["context"]["ip"] == "203.0.113.9" and t["context"]["locale"] == "fr-FR"
+    # Redaction is on by default: the IP is personal data, the locale is not.
+    assert t["context"]["ip"] == "[ip]" and t["context"]["locale"] == "fr-FR"
     assert t["integrations"] == {"All": True}
     assert got["msg-track-2"]["timestamp"] == "2023-01-02T03:04:05Z"
     assert got["msg-page"]["type"] == "page" and got["msg-page"]["name"] == "Home"
     assert got["msg-page"]["userId"] == "u-page" and got["msg-page"]["properties"] == {"a": 1}
     assert got["msg-screen"]["anonymousId"] == "a-screen"
     assert got["msg-ident"]["userId"] == "u-ident"
-    assert got["msg-ident"]["traits"] == {"email": "x@example.com"}
+    assert got["msg-ident"]["traits"] == {"email": "[email]"}
     assert got["msg-ident"]["anonymousId"] == "a-ident"
     assert got["msg-group"]["groupId"] == "g-1" and got["msg-group"]["userId"] == "u-group"
     assert got["msg-alias"]["previousId"] == "old-id" and got["msg-alias"]["userId"] == "new-id"
