@@ -17,6 +17,8 @@
 #include "event.h"
 
 #define ERR_MAX 512
+/* How long a call waits for staging space while the ingest catches up. */
+#define STAGE_WAIT_MS 5000
 
 static int64_t wall_clock_ms(void *ctx)
 {
@@ -292,6 +294,7 @@ done:
 
 static void client_free(herald_client *c)
 {
+    herald_stage_close(c->stage);
     destinations_free(c);
     herald_queue_close(c->queue);
     herald_redactor_free(c->redactor);
@@ -300,6 +303,7 @@ static void client_free(herald_client *c)
     free(c->group_id);
     pthread_cond_destroy(&c->drained);
     pthread_mutex_destroy(&c->mutex);
+    pthread_mutex_destroy(&c->call_mutex);
     free(c->user_id);
     free(c->db_path);
     free(c);
@@ -319,14 +323,20 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&registry_mutex);
-    for (herald_client *c = registry; c; c = c->next_client)
+    for (herald_client *c = registry; c; c = c->next_client) {
+        pthread_mutex_lock(&c->call_mutex);
         pthread_mutex_lock(&c->mutex);
+        herald_stage_fork_prepare(c->stage);
+    }
 }
 
 static void atfork_parent(void)
 {
-    for (herald_client *c = registry; c; c = c->next_client)
+    for (herald_client *c = registry; c; c = c->next_client) {
+        herald_stage_fork_release(c->stage);
         pthread_mutex_unlock(&c->mutex);
+        pthread_mutex_unlock(&c->call_mutex);
+    }
     pthread_mutex_unlock(&registry_mutex);
 }
 
@@ -334,7 +344,9 @@ static void atfork_child(void)
 {
     for (herald_client *c = registry; c; c = c->next_client) {
         c->forked = 1;
+        herald_stage_fork_release(c->stage);
         pthread_mutex_unlock(&c->mutex);
+        pthread_mutex_unlock(&c->call_mutex);
     }
     pthread_mutex_unlock(&registry_mutex);
 }
@@ -384,6 +396,10 @@ static herald_status after_fork(herald_client *c)
     c->lock_fd = -1;
     c->have_delivery_lock = 0;
     herald_random_fill(&c->random, &c->random_state, sizeof c->random_state);
+    /* The staging file and its ingest thread are the parent's; the child
+     * commits each call directly. */
+    herald_stage_forget(c->stage);
+    c->stage = NULL;
     if (c->queue)
         herald_queue_forget(c->queue);
     c->queue = NULL;
@@ -406,6 +422,72 @@ static herald_status client_lock(herald_client *c)
     if (c->forked)
         after_fork(c);
     return c->queue ? HERALD_OK : HERALD_E_STORAGE;
+}
+
+/* Take the call mutex (the event calls' lock); in a fork()ed child,
+ * reinitialise first. HERALD_E_STORAGE (call mutex held) without a queue. */
+static herald_status call_lock(herald_client *c)
+{
+    pthread_mutex_lock(&c->call_mutex);
+    pthread_mutex_lock(&c->mutex);
+    if (c->forked)
+        after_fork(c);
+    int usable = c->queue != NULL;
+    pthread_mutex_unlock(&c->mutex);
+    return usable ? HERALD_OK : HERALD_E_STORAGE;
+}
+
+/* Both locks, with every staged event committed first: for calls that read
+ * or rewrite the queue as a whole (consent, erase, reset, stats). Returns
+ * HERALD_E_STORAGE without a queue, HERALD_E_TIMEOUT when staged events
+ * could not be committed within timeout_ms; both locks are held either way. */
+static herald_status sync_lock(herald_client *c, int timeout_ms)
+{
+    if (call_lock(c) != HERALD_OK) {
+        pthread_mutex_lock(&c->mutex);
+        return HERALD_E_STORAGE;
+    }
+    char err[ERR_MAX] = "";
+    herald_status st = c->stage ? herald_stage_sync(c->stage, timeout_ms, err, sizeof err)
+                                : HERALD_OK;
+    pthread_mutex_lock(&c->mutex);
+    if (st != HERALD_OK)
+        herald_client_set_error(c, "%s", err);
+    return st;
+}
+
+static void sync_unlock(herald_client *c)
+{
+    pthread_mutex_unlock(&c->mutex);
+    pthread_mutex_unlock(&c->call_mutex);
+}
+
+/* A staged event is already accepted: under reject_new, the call path
+ * commits directly (with the exact check) once the queue is within what the
+ * staging ring can hold of a bound. */
+static void watch_bounds(herald_client *c, int64_t queued_events, int64_t queued_bytes)
+{
+    uint64_t margin_events = HERALD_STAGE_CAPACITY / 64, margin_bytes = HERALD_STAGE_CAPACITY;
+    int near = (uint64_t)queued_events + margin_events > c->options.max_queue_events ||
+               (uint64_t)queued_bytes + margin_bytes > c->options.max_queue_bytes;
+    atomic_store(&c->near_bound, near);
+}
+
+/* The ingest thread committed: wake delivery, watch the bounds. */
+static void stage_committed(void *userdata, size_t events, int64_t queued_events,
+                            int64_t queued_bytes)
+{
+    herald_client *c = userdata;
+    watch_bounds(c, queued_events, queued_bytes);
+    if (events == 0)
+        return;
+    pthread_mutex_lock(&c->mutex);
+    c->unsignaled += (uint32_t)events;
+    if (c->unsignaled >= c->wake_threshold) {
+        c->unsignaled = 0;
+        herald_delivery_wake(c);
+    }
+    pthread_mutex_unlock(&c->mutex);
 }
 
 herald_status herald_open(herald_client **out, const herald_options *opts)
@@ -460,6 +542,7 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&c->mutex, NULL);
+    pthread_mutex_init(&c->call_mutex, NULL);
     pthread_cond_init(&c->drained, &attr);
     pthread_condattr_destroy(&attr);
     if (c->db_path == NULL || c->context == NULL) {
@@ -490,6 +573,14 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     c->queue_config = qc;
     if ((st = herald_queue_open(&c->queue, &qc, err, sizeof err)) != HERALD_OK)
         goto fail;
+    {
+        /* Events a killed process had staged: into the queue before the
+         * identity is read (their session is the latest). */
+        uint64_t recovered = 0;
+        if ((st = herald_stage_recover(c->queue, c->db_path, &c->logger, &recovered, err,
+                                       sizeof err)) != HERALD_OK)
+            goto fail;
+    }
     if ((st = load_identity(c, err, sizeof err)) != HERALD_OK)
         goto fail;
     if (herald_queue_adopt(c->queue, c->destination_names, c->destination_count) != HERALD_OK) {
@@ -500,6 +591,18 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     }
     if (opts->deliver && (st = herald_delivery_start(c, err, sizeof err)) != HERALD_OK)
         goto fail;
+    if (opts->durability != HERALD_DURABILITY_POWER) {
+        /* Without a staging file (say, no space to reserve it) every call
+         * commits directly: slower, as durable. */
+        char sub[ERR_MAX] = "";
+        herald_stats now = {.struct_size = sizeof now};
+        if (herald_queue_stats(c->queue, &now) == HERALD_OK)
+            watch_bounds(c, (int64_t)now.queued, (int64_t)now.queued_bytes);
+        else
+            atomic_store(&c->near_bound, 1);
+        if (herald_stage_open(&c->stage, &qc, stage_committed, c, sub, sizeof sub) != HERALD_OK)
+            herald_log(&c->logger, HERALD_LOG_WARN, "staging off: %s", sub);
+    }
     herald_log(&c->logger, HERALD_LOG_INFO, "opened %s with %zu destinations", c->db_path,
                c->destination_count);
     registry_add(c);
@@ -543,6 +646,8 @@ herald_status herald_open_json(herald_client **out, const char *config_json)
 
 int herald_client_has_pending(herald_client *c)
 {
+    if (c->stage && herald_stage_pending(c->stage) > 0)
+        return 1;
     for (size_t i = 0; i < c->destination_count; i++) {
         int pending = 0;
         if (herald_queue_has_pending(c->queue, c->destinations[i].name, &pending) != HERALD_OK)
@@ -571,6 +676,17 @@ static int before(const struct timespec *a, const struct timespec *b)
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+herald_status herald_sync(herald_client *c, int timeout_ms)
+{
+    if (c == NULL)
+        return HERALD_E_INVALID_ARGUMENT;
+    herald_status st = sync_lock(c, timeout_ms);
+    if (st == HERALD_E_TIMEOUT)
+        call_error_set(c, c->last_error);
+    sync_unlock(c);
+    return st;
+}
+
 herald_status herald_flush(herald_client *c, int timeout_ms)
 {
     if (c == NULL)
@@ -579,6 +695,12 @@ herald_status herald_flush(herald_client *c, int timeout_ms)
         return HERALD_E_DISABLED;
     struct timespec deadline = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
     herald_status st = HERALD_E_TIMEOUT;
+    if (c->stage != NULL) {
+        /* Staged events first: delivery reads the queue. */
+        char err[ERR_MAX] = "";
+        if (herald_stage_sync(c->stage, timeout_ms, err, sizeof err) != HERALD_OK)
+            return HERALD_E_TIMEOUT;
+    }
     if (client_lock(c) != HERALD_OK) {
         pthread_mutex_unlock(&c->mutex);
         return HERALD_E_STORAGE;
@@ -611,10 +733,18 @@ herald_status herald_close(herald_client *c, int timeout_ms)
         return HERALD_OK;
     /* A client being closed must not be touched by fork handlers. Taking the
      * client's lock first settles a fork()ed child's state. */
+    pthread_mutex_lock(&c->call_mutex);
     pthread_mutex_lock(&c->mutex);
     if (c->forked)
         after_fork(c);
     pthread_mutex_unlock(&c->mutex);
+    /* No call stages after this; the ingest thread commits what is staged
+     * before it stops (or leaves it in the file for the next open). */
+    c->closing = 1;
+    herald_stage *stage = c->stage;
+    c->stage = NULL;
+    pthread_mutex_unlock(&c->call_mutex);
+    herald_stage_close(stage);
     herald_status st = HERALD_OK;
     if (c->options.deliver && timeout_ms > 0) {
         st = herald_flush(c, timeout_ms);
@@ -674,25 +804,53 @@ static void identity_change_free(identity_change *ch)
     free(ch->group_id);
 }
 
-/* Per-rule redaction counts into the file's counters ("redact_v1", ...). */
-static void count_redactions(herald_client *c, const herald_redact_stats *r)
-{
+/* Per-rule redaction counts as counter names and deltas ("redact_v1", ...). */
+typedef struct redaction_counts {
     char names[HERALD_RULE_COUNT][24];
-    const char *keys[HERALD_RULE_COUNT];
-    int64_t deltas[HERALD_RULE_COUNT];
-    size_t n = 0;
+    const char *keys[HERALD_RULE_COUNT + 1];
+    int64_t deltas[HERALD_RULE_COUNT + 1];
+    size_t n;
+} redaction_counts;
+
+static void redaction_counts_from(redaction_counts *rc, const herald_redact_stats *r)
+{
+    rc->n = 0;
     for (int i = 0; i < HERALD_RULE_COUNT; i++) {
         if (r->count[i] == 0)
             continue;
-        snprintf(names[n], sizeof names[n], "redact_%s",
+        snprintf(rc->names[rc->n], sizeof rc->names[rc->n], "redact_%s",
                  herald_redact_rule_name((herald_redact_rule)i));
-        keys[n] = names[n];
-        deltas[n] = (int64_t)r->count[i];
-        n++;
+        rc->keys[rc->n] = rc->names[rc->n];
+        rc->deltas[rc->n] = (int64_t)r->count[i];
+        rc->n++;
     }
-    if (n > 0 && herald_queue_count_many(c->queue, keys, deltas, n) != HERALD_OK)
-        herald_log(&c->logger, HERALD_LOG_WARN, "cannot record redaction counts: %s",
-                   herald_queue_errmsg(c->queue));
+}
+
+/* Add to a counter from the call path (call_mutex held): staged with the
+ * events, or committed directly without a staging file. */
+static void count_call(herald_client *c, const char *counter)
+{
+    const char *keys[1] = {counter};
+    int64_t deltas[1] = {1};
+    char err[ERR_MAX];
+    if (c->stage != NULL) {
+        herald_stage_entry e = {.counters = keys, .deltas = deltas, .counter_count = 1};
+        if (herald_stage_append(c->stage, &e, 0, err, sizeof err) == HERALD_OK)
+            return;
+    }
+    pthread_mutex_lock(&c->mutex);
+    if (c->queue)
+        herald_queue_count(c->queue, counter, 1);
+    pthread_mutex_unlock(&c->mutex);
+}
+
+/* Record a failed call's message (call_mutex held). */
+static void call_failed(herald_client *c, const char *message)
+{
+    pthread_mutex_lock(&c->mutex);
+    herald_client_set_error(c, "%s", message);
+    pthread_mutex_unlock(&c->mutex);
+    call_error_set(c, message);
 }
 
 /* The application's before_store hook: keep, drop or replace the event. A
@@ -710,7 +868,7 @@ static herald_status run_before_store(herald_client *c, const herald_event_env *
     }
     if (verdict == HERALD_HOOK_DROP) {
         free(replacement);
-        herald_queue_count(c->queue, "hook_dropped", 1);
+        count_call(c, "hook_dropped");
         herald_error_format(err, errlen, "the before_store hook dropped the event");
         return HERALD_E_DROPPED;
     }
@@ -737,7 +895,52 @@ static herald_status run_before_store(herald_client *c, const herald_event_env *
     return HERALD_OK;
 }
 
-/* Build, route and commit one message under the mutex. Takes over `message`. */
+/* Make one finished event durable (call_mutex held): a record in the
+ * staging log, or, without one (or for a record too large for it, or near a
+ * reject_new bound), a direct commit after everything staged before it. */
+static herald_status store_event(herald_client *c, int64_t now, const char *type,
+                                 const char *body, size_t length, const char **destinations,
+                                 size_t routed, const identity_change *ch,
+                                 const herald_redact_stats *redactions, char *err, size_t errlen)
+{
+    redaction_counts rc;
+    redaction_counts_from(&rc, redactions);
+    int held = !c->consent;
+    int near = c->options.overflow_policy == HERALD_OVERFLOW_REJECT_NEW &&
+               atomic_load(&c->near_bound);
+    if (c->stage != NULL && !near) {
+        herald_stage_entry e = {
+            .created_ms = now, .type = type, .body = body, .body_len = length,
+            .destinations = destinations, .destination_count = routed, .held = held,
+            .meta = ch->meta, .meta_count = ch->meta_count,
+            .counters = rc.keys, .deltas = rc.deltas, .counter_count = rc.n,
+        };
+        herald_status st = herald_stage_append(c->stage, &e, STAGE_WAIT_MS, err, errlen);
+        if (st != HERALD_E_TOO_LARGE)
+            return st;
+    }
+    if (c->stage != NULL && herald_stage_sync(c->stage, STAGE_WAIT_MS, err, errlen) != HERALD_OK)
+        return HERALD_E_STORAGE;
+    pthread_mutex_lock(&c->mutex);
+    uint64_t evicted = 0;
+    herald_status st = herald_queue_push(c->queue, now, type, body, length, destinations, routed,
+                                         held, ch->meta, ch->meta_count, &evicted, err, errlen);
+    if (evicted)
+        herald_log(&c->logger, HERALD_LOG_WARN,
+                   "queue full: evicted %" PRIu64 " oldest events to dead letters", evicted);
+    if (st == HERALD_OK && rc.n > 0 &&
+        herald_queue_count_many(c->queue, rc.keys, rc.deltas, rc.n) != HERALD_OK)
+        herald_log(&c->logger, HERALD_LOG_WARN, "cannot record redaction counts: %s",
+                   herald_queue_errmsg(c->queue));
+    if (st == HERALD_OK && ++c->unsignaled >= c->wake_threshold) {
+        c->unsignaled = 0;
+        herald_delivery_wake(c);
+    }
+    pthread_mutex_unlock(&c->mutex);
+    return st;
+}
+
+/* Build, route and store one message (call_mutex held). Takes over `message`. */
 static herald_status commit_message(herald_client *c, json_t *message, int64_t now,
                                     identity_change *ch, char *err, size_t errlen)
 {
@@ -771,24 +974,17 @@ static herald_status commit_message(herald_client *c, json_t *message, int64_t n
     herald_status st = herald_event_finish(&env, message, &body, &length, &type, err, errlen);
     if (st == HERALD_OK && c->before_store != NULL)
         st = run_before_store(c, &env, &body, &length, &type, err, errlen);
-    if (st == HERALD_OK) {
-        uint64_t evicted = 0;
-        st = herald_queue_push(c->queue, now, type, body, length, destinations, routed,
-                               !c->consent, ch->meta, ch->meta_count, &evicted, err, errlen);
-        if (evicted)
-            herald_log(&c->logger, HERALD_LOG_WARN,
-                       "queue full: evicted %" PRIu64 " oldest events to dead letters", evicted);
-    }
     if (st == HERALD_OK)
-        count_redactions(c, &redactions);
+        st = store_event(c, now, type, body, length, destinations, routed, ch, &redactions, err,
+                         errlen);
     free(body);
     free(destinations);
     return st;
 }
 
 /* Validate, enrich and commit one message. Takes over `message`.
- * The whole of it runs under the mutex: the session sequence and identity
- * must advance in the order events are committed. */
+ * The whole of it runs under the call mutex: the session sequence and
+ * identity must advance in the order events are stored. */
 static herald_status enqueue(herald_client *c, json_t *message)
 {
     char err[ERR_MAX] = "";
@@ -798,23 +994,23 @@ static herald_status enqueue(herald_client *c, json_t *message)
     int identify = type && strcmp(type, "identify") == 0;
     int group = type && strcmp(type, "group") == 0;
 
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
+    if (call_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->call_mutex);
+        json_decref(message);
         return HERALD_E_STORAGE;
     }
     herald_status st = HERALD_OK;
-    if (c->stop) {
+    if (c->closing) {
         st = HERALD_E_CLOSED;
         snprintf(err, sizeof err, "the client is closing");
     } else if (!c->consent && c->options.consent_policy == HERALD_CONSENT_DROP) {
         st = HERALD_E_NO_CONSENT;
         snprintf(err, sizeof err, "consent is not granted: event dropped");
-        herald_queue_count(c->queue, "consent_dropped", 1);
+        count_call(c, "consent_dropped");
     }
     if (st != HERALD_OK) {
-        herald_client_set_error(c, "%s", err);
-        call_error_set(c, err);
-        pthread_mutex_unlock(&c->mutex);
+        call_failed(c, err);
+        pthread_mutex_unlock(&c->call_mutex);
         json_decref(message);
         return st;
     }
@@ -889,16 +1085,11 @@ static herald_status enqueue(herald_client *c, json_t *message)
             c->group_id = ch.group_id;
             ch.group_id = NULL;
         }
-        if (++c->unsignaled >= c->wake_threshold) {
-            c->unsignaled = 0;
-            herald_delivery_wake(c);
-        }
     } else {
-        herald_client_set_error(c, "%s", err[0] ? err : herald_strerror(st));
-        call_error_set(c, c->last_error);
-        herald_queue_count(c->queue, "rejected", 1);
+        call_failed(c, err[0] ? err : herald_strerror(st));
+        count_call(c, "rejected");
     }
-    pthread_mutex_unlock(&c->mutex);
+    pthread_mutex_unlock(&c->call_mutex);
     identity_change_free(&ch);
     return st;
 }
@@ -906,14 +1097,15 @@ static herald_status enqueue(herald_client *c, json_t *message)
 /* Record a refused call whose arguments never became a message. */
 static herald_status refuse(herald_client *c, herald_status st, const char *fmt, const char *what)
 {
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
+    if (call_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->call_mutex);
         return st;
     }
-    herald_client_set_error(c, fmt, what);
-    call_error_set(c, c->last_error);
-    herald_queue_count(c->queue, "rejected", 1);
-    pthread_mutex_unlock(&c->mutex);
+    char message[ERR_MAX];
+    snprintf(message, sizeof message, fmt, what);
+    call_failed(c, message);
+    count_call(c, "rejected");
+    pthread_mutex_unlock(&c->call_mutex);
     return st;
 }
 
@@ -1038,9 +1230,10 @@ herald_status herald_reset(herald_client *c)
         return HERALD_E_INVALID_ARGUMENT;
     char fresh[64];
     herald_meta_update meta[5];
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
-        return HERALD_E_STORAGE;
+    herald_status locked = sync_lock(c, STAGE_WAIT_MS);
+    if (locked != HERALD_OK) {
+        sync_unlock(c);
+        return locked;
     }
     identity_clear(c, fresh, meta);
     uint64_t erased = 0;
@@ -1050,7 +1243,7 @@ herald_status herald_reset(herald_client *c)
         identity_apply_cleared(c, fresh);
     else
         herald_client_set_error(c, "reset: %s", herald_queue_errmsg(c->queue));
-    pthread_mutex_unlock(&c->mutex);
+    sync_unlock(c);
     return st;
 }
 
@@ -1061,9 +1254,10 @@ herald_status herald_erase_user(herald_client *c, uint64_t *erased)
     char fresh[64];
     herald_meta_update meta[5];
     uint64_t n = 0;
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
-        return HERALD_E_STORAGE;
+    herald_status locked = sync_lock(c, STAGE_WAIT_MS);
+    if (locked != HERALD_OK) {
+        sync_unlock(c);
+        return locked;
     }
     identity_clear(c, fresh, meta);
     herald_status st = herald_queue_erase_ids(c->queue, c->anonymous_id, c->user_id, meta, 5, &n);
@@ -1071,7 +1265,7 @@ herald_status herald_erase_user(herald_client *c, uint64_t *erased)
         identity_apply_cleared(c, fresh);
     else
         herald_client_set_error(c, "erase: %s", herald_queue_errmsg(c->queue));
-    pthread_mutex_unlock(&c->mutex);
+    sync_unlock(c);
     if (erased)
         *erased = n;
     return st;
@@ -1082,9 +1276,10 @@ herald_status herald_set_consent(herald_client *c, int granted)
     if (c == NULL)
         return HERALD_E_INVALID_ARGUMENT;
     uint64_t released = 0;
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
-        return HERALD_E_STORAGE;
+    herald_status locked = sync_lock(c, STAGE_WAIT_MS);
+    if (locked != HERALD_OK) {
+        sync_unlock(c);
+        return locked;
     }
     herald_status st = herald_queue_meta_set(c->queue, "consent", granted ? "granted" : "denied");
     if (st == HERALD_OK && granted)
@@ -1093,7 +1288,7 @@ herald_status herald_set_consent(herald_client *c, int granted)
         c->consent = granted != 0;
     else
         herald_client_set_error(c, "consent: %s", herald_queue_errmsg(c->queue));
-    pthread_mutex_unlock(&c->mutex);
+    sync_unlock(c);
     if (released)
         herald_delivery_wake(c);
     return st;
@@ -1103,12 +1298,12 @@ herald_status herald_get_consent(herald_client *c, int *granted)
 {
     if (c == NULL || granted == NULL)
         return HERALD_E_INVALID_ARGUMENT;
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
+    if (call_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->call_mutex);
         return HERALD_E_STORAGE;
     }
     *granted = c->consent;
-    pthread_mutex_unlock(&c->mutex);
+    pthread_mutex_unlock(&c->call_mutex);
     return HERALD_OK;
 }
 
@@ -1134,12 +1329,13 @@ herald_status herald_stats_get(herald_client *c, herald_stats *out)
 {
     if (c == NULL || out == NULL || out->struct_size == 0)
         return HERALD_E_INVALID_ARGUMENT;
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
+    /* Staged events count as queued: commit them first, if that is quick. */
+    if (sync_lock(c, 1000) == HERALD_E_STORAGE) {
+        sync_unlock(c);
         return HERALD_E_STORAGE;
     }
     herald_status st = herald_queue_stats(c->queue, out);
-    pthread_mutex_unlock(&c->mutex);
+    sync_unlock(c);
     return st;
 }
 
@@ -1149,8 +1345,9 @@ herald_status herald_stats_json(herald_client *c, char **out)
         return HERALD_E_INVALID_ARGUMENT;
     *out = NULL;
     herald_stats s = {.struct_size = sizeof s};
-    if (client_lock(c) != HERALD_OK) {
-        pthread_mutex_unlock(&c->mutex);
+    /* Staged events count as queued: commit them first, if that is quick. */
+    if (sync_lock(c, 1000) == HERALD_E_STORAGE) {
+        sync_unlock(c);
         return HERALD_E_STORAGE;
     }
     herald_status st = herald_queue_stats(c->queue, &s);
@@ -1193,7 +1390,7 @@ herald_status herald_stats_json(herald_client *c, char **out)
                                 "consecutive_failures", (json_int_t)d->consecutive_failures));
         }
     }
-    pthread_mutex_unlock(&c->mutex);
+    sync_unlock(c);
     if (st != HERALD_OK)
         return st;
     if (root == NULL)

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -16,6 +17,7 @@
 #include "queue.h"
 #include "random.h"
 #include "redact.h"
+#include "staging.h"
 
 /* Delivery settings of one destination: the client's defaults overridden by
  * the destination's config_json. */
@@ -62,6 +64,14 @@ struct herald_client {
     herald_clock_fn clock;
     void *clock_ctx;
 
+    /* Lock order: call_mutex, then mutex. The call path (event calls:
+     * identity, session, consent, the staging producer) holds call_mutex
+     * only; the SQLite connection and delivery state are under mutex. */
+    pthread_mutex_t call_mutex;
+    herald_stage *stage;         /* NULL: every call commits directly */
+    _Atomic int near_bound;      /* the queue is within the staging margin of a bound */
+    int closing;                 /* herald_close began (under call_mutex) */
+
     pthread_mutex_t mutex;
     pthread_cond_t drained;      /* broadcast after every delivery outcome */
 
@@ -77,6 +87,8 @@ struct herald_client {
     json_t *context;             /* static context snapshot (immutable after open) */
 
     /* Identity, session and consent: persisted in the file's meta table. */
+    /* (Identity, session and consent are under call_mutex; consent is
+     * written under both locks.) */
     char anonymous_id[64];
     char *user_id;
     json_t *traits;              /* the user's stored traits (object) */

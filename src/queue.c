@@ -233,12 +233,16 @@ fail:
 }
 
 /* Create the file ourselves so that it is private (0600) from the start;
- * SQLite gives its -wal and -shm files the same mode. */
+ * SQLite gives its -wal and -shm files the same mode. An existing file is
+ * not opened here: closing any descriptor of it would drop every POSIX lock
+ * this process holds on it, and another connection of this process (a
+ * second client, the ingest thread's) relies on those locks. Without them
+ * another process may reset the WAL under it, and its commits vanish. */
 static int create_private(const char *path)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
-        return -1;
+        return errno == EEXIST ? 0 : -1;
     close(fd);
     return 0;
 }
@@ -518,65 +522,114 @@ static int meta_write(herald_queue *q, const herald_meta_update *meta, size_t me
     return SQLITE_OK;
 }
 
-herald_status herald_queue_push(herald_queue *q, int64_t now_ms, const char *type,
-                                const char *body, size_t length, const char *const *destinations,
-                                size_t destination_count, int held,
-                                const herald_meta_update *meta, size_t meta_count,
-                                uint64_t *evicted, char *err, size_t errlen)
+/* Insert one event and its outbox rows inside the caller's transaction,
+ * making room first. *events and *bytes track the bounds' counters. */
+static herald_status push_one(herald_queue *q, const herald_queue_item *item, int force,
+                              int64_t *events, int64_t *bytes, uint64_t *evicted, char *err,
+                              size_t errlen)
+{
+    int rc;
+    while ((uint64_t)*events + 1 > q->config.max_events ||
+           (uint64_t)*bytes + item->length > q->config.max_bytes) {
+        if (q->config.overflow_policy == HERALD_OVERFLOW_REJECT_NEW && !force) {
+            rollback(q);
+            herald_error_format(err, errlen,
+                                "queue is full (%" PRId64 " events, %" PRId64
+                                " bytes) and overflow_policy is reject_new",
+                                *events, *bytes);
+            return HERALD_E_QUEUE_FULL;
+        }
+        if (q->config.overflow_policy == HERALD_OVERFLOW_REJECT_NEW)
+            break; /* accepted already (staged): stored over the bound */
+        int64_t freed = 0;
+        rc = evict_oldest(q, item->created_ms, &freed);
+        if (rc == SQLITE_NOTFOUND)
+            break; /* counters were off; nothing left to evict */
+        if (rc != SQLITE_OK)
+            return storage_error(q, rc, err, errlen, "evicting the oldest event");
+        (*events)--;
+        *bytes -= freed;
+        (*evicted)++;
+    }
+    sqlite3_stmt *s = statement(q, ST_EVENT_INSERT);
+    sqlite3_bind_int64(s, 1, item->created_ms);
+    sqlite3_bind_text(s, 2, item->type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)item->length);
+    sqlite3_bind_blob(s, 4, item->body, (int)item->length, SQLITE_STATIC);
+    if ((rc = step_done(s)) != SQLITE_OK)
+        return storage_error(q, rc, err, errlen, "storing the event");
+    int64_t id = sqlite3_last_insert_rowid(q->db);
+    for (size_t i = 0; i < item->destination_count; i++) {
+        s = statement(q, ST_OUTBOX_INSERT);
+        sqlite3_bind_text(s, 1, item->destinations[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, id);
+        sqlite3_bind_int64(s, 3, item->held ? HERALD_QUEUE_HELD : 0);
+        if ((rc = step_done(s)) != SQLITE_OK)
+            return storage_error(q, rc, err, errlen, "storing the event");
+    }
+    (*events)++;
+    *bytes += (int64_t)item->length;
+    return HERALD_OK;
+}
+
+herald_status herald_queue_push_many(herald_queue *q, const herald_queue_item *items, size_t count,
+                                     int force, const herald_meta_update *meta,
+                                     size_t meta_count, const char *const *counters,
+                                     const int64_t *deltas, size_t counter_count,
+                                     uint64_t *evicted, int64_t *queued_events,
+                                     int64_t *queued_bytes, char *err, size_t errlen)
 {
     *evicted = 0;
-    if (length > q->config.max_bytes) {
-        herald_error_format(err, errlen, "event of %zu bytes is larger than max_queue_bytes",
-                            length);
-        return HERALD_E_QUEUE_FULL;
+    for (size_t i = 0; i < count; i++) {
+        if (items[i].length > q->config.max_bytes && !force) {
+            herald_error_format(err, errlen, "event of %zu bytes is larger than max_queue_bytes",
+                                items[i].length);
+            return HERALD_E_QUEUE_FULL;
+        }
     }
     int rc = begin(q);
     if (rc != SQLITE_OK)
         return storage_error(q, rc, err, errlen, "starting a transaction");
     int64_t events = counter_get(q, "queue_events");
     int64_t bytes = counter_get(q, "queue_bytes");
-    while ((uint64_t)events + 1 > q->config.max_events ||
-           (uint64_t)bytes + length > q->config.max_bytes) {
-        if (q->config.overflow_policy == HERALD_OVERFLOW_REJECT_NEW) {
-            rollback(q);
-            herald_error_format(err, errlen,
-                                "queue is full (%" PRId64 " events, %" PRId64
-                                " bytes) and overflow_policy is reject_new",
-                                events, bytes);
-            return HERALD_E_QUEUE_FULL;
-        }
-        int64_t freed = 0;
-        rc = evict_oldest(q, now_ms, &freed);
-        if (rc == SQLITE_NOTFOUND)
-            break; /* counters were off; nothing left to evict */
-        if (rc != SQLITE_OK)
-            return storage_error(q, rc, err, errlen, "evicting the oldest event");
-        events--;
-        bytes -= freed;
-        (*evicted)++;
+    for (size_t i = 0; i < count; i++) {
+        herald_status st = push_one(q, &items[i], force, &events, &bytes, evicted, err, errlen);
+        if (st != HERALD_OK)
+            return st;
     }
-    sqlite3_stmt *s = statement(q, ST_EVENT_INSERT);
-    sqlite3_bind_int64(s, 1, now_ms);
-    sqlite3_bind_text(s, 2, type, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)length);
-    sqlite3_bind_blob(s, 4, body, (int)length, SQLITE_STATIC);
-    if ((rc = step_done(s)) != SQLITE_OK)
-        return storage_error(q, rc, err, errlen, "storing the event");
-    int64_t id = sqlite3_last_insert_rowid(q->db);
-    for (size_t i = 0; i < destination_count; i++) {
-        s = statement(q, ST_OUTBOX_INSERT);
-        sqlite3_bind_text(s, 1, destinations[i], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, id);
-        sqlite3_bind_int64(s, 3, held ? HERALD_QUEUE_HELD : 0);
-        if ((rc = step_done(s)) != SQLITE_OK)
-            return storage_error(q, rc, err, errlen, "storing the event");
-    }
-    if ((rc = meta_write(q, meta, meta_count)) || (rc = counter_add(q, "queue_events", 1)) ||
-        (rc = counter_add(q, "queue_bytes", (int64_t)length)) ||
-        (rc = counter_add(q, "accepted", 1)) || (*evicted && (rc = trim_dead_letters(q))) ||
-        (rc = commit(q)))
+    /* Evictions already moved the counters down; add what was inserted. */
+    int64_t added_events = (int64_t)count, added_bytes = 0;
+    for (size_t i = 0; i < count; i++)
+        added_bytes += (int64_t)items[i].length;
+    if ((rc = meta_write(q, meta, meta_count)) ||
+        (rc = counter_add(q, "queue_events", added_events)) ||
+        (rc = counter_add(q, "queue_bytes", added_bytes)) ||
+        (rc = counter_add(q, "accepted", (int64_t)count)))
         return storage_error(q, rc, err, errlen, "committing the event");
+    for (size_t i = 0; i < counter_count; i++)
+        if ((rc = counter_add(q, counters[i], deltas[i])) != SQLITE_OK)
+            return storage_error(q, rc, err, errlen, "committing the event");
+    if ((*evicted && (rc = trim_dead_letters(q))) || (rc = commit(q)))
+        return storage_error(q, rc, err, errlen, "committing the event");
+    if (queued_events)
+        *queued_events = events;
+    if (queued_bytes)
+        *queued_bytes = bytes;
     return HERALD_OK;
+}
+
+herald_status herald_queue_push(herald_queue *q, int64_t now_ms, const char *type,
+                                const char *body, size_t length, const char *const *destinations,
+                                size_t destination_count, int held,
+                                const herald_meta_update *meta, size_t meta_count,
+                                uint64_t *evicted, char *err, size_t errlen)
+{
+    herald_queue_item item = {
+        .created_ms = now_ms, .type = type, .body = body, .length = length,
+        .destinations = destinations, .destination_count = destination_count, .held = held,
+    };
+    return herald_queue_push_many(q, &item, 1, 0, meta, meta_count, NULL, NULL, 0, evicted, NULL,
+                                  NULL, err, errlen);
 }
 
 herald_status herald_queue_adopt(herald_queue *q, const char *const *destinations,

@@ -68,6 +68,30 @@ herald_status herald_queue_push(herald_queue *q, int64_t now_ms, const char *typ
                                 const herald_meta_update *meta, size_t meta_count,
                                 uint64_t *evicted, char *err, size_t errlen);
 
+/* One event of a push_many. */
+typedef struct herald_queue_item {
+    int64_t created_ms;
+    const char *type;
+    const char *body;
+    size_t length;
+    const char *const *destinations;
+    size_t destination_count;
+    int held;
+} herald_queue_item;
+
+/* Commit `count` events, the metadata updates and counter deltas in one
+ * transaction (group commit). With `force`, events are stored even over a
+ * reject_new bound (they were accepted already: staged events); drop_oldest
+ * evicts as for a single push. Dead letters are trimmed once per call.
+ * *queued_events and *queued_bytes (may be NULL) receive the queue's totals
+ * after the commit. Errors: as herald_queue_push. */
+herald_status herald_queue_push_many(herald_queue *q, const herald_queue_item *items, size_t count,
+                                     int force, const herald_meta_update *meta,
+                                     size_t meta_count, const char *const *counters,
+                                     const int64_t *deltas, size_t counter_count,
+                                     uint64_t *evicted, int64_t *queued_events,
+                                     int64_t *queued_bytes, char *err, size_t errlen);
+
 /* Make held rows due now. *released receives how many. */
 herald_status herald_queue_release_held(herald_queue *q, uint64_t *released);
 

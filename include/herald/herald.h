@@ -91,12 +91,19 @@ typedef enum herald_overflow_policy {
     HERALD_OVERFLOW_REJECT_NEW = 1
 } herald_overflow_policy;
 
-/* How hard a committed event is pushed to stable storage. */
+/* How hard an accepted event is pushed to stable storage. */
 typedef enum herald_durability {
-    /* SQLite WAL, synchronous=NORMAL: survives a crash or kill of the process;
-     * the last transactions may be lost if the machine loses power. */
+    /* When a call returns HERALD_OK its event is a record in the client's
+     * staging file ("<db_path>-stage-<pid>-<id>", 0600, memory-mapped): in
+     * the kernel's page cache, so it survives a crash or kill -9 of the
+     * process at any instant. A background thread commits records to the
+     * SQLite queue (WAL, synchronous=NORMAL) many per transaction; the next
+     * herald_open of the same file commits what a dead process left staged.
+     * Events of the last seconds may be lost if the machine loses power. */
     HERALD_DURABILITY_PROCESS = 0,
-    /* synchronous=FULL: every commit is fsync'ed; survives power loss. */
+    /* No staging: every call commits its own transaction with
+     * synchronous=FULL (fsync) before returning; survives power loss. Costs
+     * one fsync per call (docs/performance.md has the figures). */
     HERALD_DURABILITY_POWER = 1
 } herald_durability;
 
@@ -265,6 +272,17 @@ HERALD_EXPORT herald_status herald_open_json(herald_client **out, const char *co
 HERALD_EXPORT herald_status herald_open_json_ex(herald_client **out, const char *config_json,
                                                 const herald_options *base);
 
+/* Wait until every event this client accepted is in the SQLite queue file,
+ * or until timeout_ms passes (negative: no limit). An accepted event is
+ * durable when its call returns (in the client's staging file, see
+ * docs/reliability.md); a background thread moves it into the queue file
+ * within milliseconds, many per transaction. Call this before reading the
+ * queue file with other tools. herald_flush, herald_close and the stats calls
+ * do it themselves. Returns HERALD_OK, HERALD_E_TIMEOUT (the reason, such as
+ * a full disk, in herald_last_error; nothing is lost: the events stay
+ * staged), HERALD_E_INVALID_ARGUMENT for NULL. Thread-safe. */
+HERALD_EXPORT herald_status herald_sync(herald_client *c, int timeout_ms);
+
 /* Wait until every event owed to this client's destinations has been
  * delivered or dead-lettered, or until timeout_ms passes (negative: wait
  * without limit). Rows the file holds for destinations this client does not
@@ -298,8 +316,8 @@ HERALD_EXPORT size_t herald_last_error(const herald_client *c, char *buf, size_t
 
 /* Each call builds one Segment-spec message, enriches it (context: library,
  * os, device, locale, timezone, app, session, traits, groupId, and page and
- * campaign from a page URL; see docs/events.md), commits it to the queue and
- * returns. HERALD_OK means the event is durable (see herald_durability).
+ * campaign from a page URL; see docs/events.md), redacts it, makes it durable
+ * and returns. HERALD_OK means the event is durable (see herald_durability).
  * A message's "integrations" object picks destinations by name, as in
  * Segment: {"All": false, "main": true} sends to "main" only; {"backup":
  * false} to every destination but "backup"; selecting none of the client's
@@ -313,7 +331,13 @@ HERALD_EXPORT size_t herald_last_error(const herald_client *c, char *buf, size_t
  *   HERALD_E_NOT_OBJECT        the JSON is not an object
  *   HERALD_E_TOO_LARGE         the built event exceeds max_event_bytes
  *   HERALD_E_QUEUE_FULL        queue full under HERALD_OVERFLOW_REJECT_NEW
- *   HERALD_E_STORAGE           the commit failed (disk full, I/O error)
+ *   HERALD_E_STORAGE           the event could not be made durable: the
+ *                              commit failed (disk full, I/O error), or the
+ *                              staging file is full because its events
+ *                              cannot be committed (the reason in
+ *                              herald_last_error; what is staged is kept).
+ *                              A call waits up to 5 s for staging space only
+ *                              while the queue is merely behind.
  *   HERALD_E_CLOSED            the client is closing
  *   HERALD_E_NO_CONSENT        consent not granted under HERALD_CONSENT_DROP
  *   HERALD_E_DROPPED           the before_store hook dropped the event

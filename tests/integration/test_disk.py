@@ -9,6 +9,7 @@ space returns, calls succeed again and everything accepted is delivered.
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -61,6 +62,50 @@ def test_full_disk_then_recovery(herald, receiver, tiny_fs):
     herald.produce(cfg2, 0, flush_ms=30000, close_ms=1000)
     got = {e["properties"]["seq"] for e in receiver.events}
     assert set(res.ok) | set(more.ok) <= got
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A tmpfs with room for a staging file (2 MiB) and little more."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2600k,mode=0700", "tmpfs", str(mnt)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        pytest.fail("cannot mount a tmpfs for the disk-full test (needs root): " + p.stdout,
+                    pytrace=False)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_full_disk_with_staging_loses_nothing(herald, receiver, small_fs):
+    """The queue file fills up while the staging file (space reserved at
+    open) keeps taking events; once the ring is full calls fail at once with
+    HERALD_E_STORAGE; everything accepted reaches the queue and the receiver
+    once there is space again."""
+    db = small_fs / "q.db"
+    cfg = herald.config([herald.dest(receiver)], db_path=str(db), deliver=False)
+    started = time.monotonic()
+    res = herald.produce(cfg, 6000, pad=300, close_ms=0)
+    elapsed = time.monotonic() - started
+    assert res.ok and res.err, res.describe()
+    assert {code for _, code in res.err} == {HERALD_E_STORAGE}, res.describe()
+    # Refused at once, not after waiting for space that cannot come.
+    assert elapsed < 30, "producing took %.1f s" % elapsed
+    committed = herald.query("SELECT count(*) FROM events", db=db)[0][0]
+    assert committed < len(res.ok), "the staging file held nothing beyond the queue file"
+    # The producer exited with events still staged: its file is kept.
+    assert list(small_fs.glob("q.db-stage-*")), "the staged events' file is gone"
+
+    subprocess.run(["mount", "-o", "remount,size=32m", str(small_fs)], check=True)
+    cfg2 = herald.config([herald.dest(receiver)], db_path=str(db))
+    herald.produce(cfg2, 0, flush_ms=30000, close_ms=1000)
+    got = {e["properties"]["seq"] for e in receiver.events}
+    assert set(res.ok) <= got, "%d accepted events never arrived" % len(set(res.ok) - got)
+    assert herald.query("PRAGMA integrity_check", db=db) == [("ok",)]
+    assert not list(small_fs.glob("q.db-stage-*"))
 
 
 def test_corrupt_file_is_moved_aside(herald, receiver):

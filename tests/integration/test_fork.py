@@ -24,9 +24,10 @@ def test_fork_parent_and_child_keep_working(herald, receiver):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "child ok 300" in p.stdout and "parent ok 600" in p.stdout
     assert "child close 0" in p.stdout and "parent close 0" in p.stdout
-    # The child opened a connection of its own (the parent's stays untouched)
-    # and runs a delivery thread of its own.
-    assert "child db fds 2" in p.stdout, p.stdout
+    # The child opened a connection of its own and runs a delivery thread of
+    # its own; the parent's two connections (calls and delivery, staging
+    # ingest) stay untouched: three descriptors of the file in the child.
+    assert "child db fds 3" in p.stdout, p.stdout
     threads = int(p.stdout.split("child threads ")[1].split()[0])
     assert threads >= 2, p.stdout
     assert receiver.wait_for(lambda r: len(r.events) >= 900, timeout=20)

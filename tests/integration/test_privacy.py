@@ -2,8 +2,9 @@
 
 Every case of the PII corpus (../shared/pii-corpus.jsonl, PII.md §9) is sent
 through the CLI. Part is delivered to the loopback receiver; the rest is held
-in the queue while a process keeps the file open, so the SQLite file and its
--wal both hold events at the moment their raw bytes are scanned. None of the
+in the queue while a process keeps the file open, so the SQLite file, its
+-wal and the process's staging file all hold events at the moment their raw
+bytes are scanned. None of the
 substrings the corpus says must be redacted may appear in those bytes, in
 anything the receiver got, in dead letters, or in the CLI's verbose log.
 """
@@ -120,6 +121,11 @@ def test_corpus_secrets_never_reach_disk_log_or_wire(herald, receiver, emit_bin)
             "the queue file": herald.db.read_bytes(),
             "its -wal": wal.read_bytes(),
         }
+        # Every event passed through the importing process's staging file.
+        stages = sorted(herald.db.parent.glob(herald.db.name + "-stage-*"))
+        assert stages, "no staging file to scan"
+        for stage in stages:
+            blobs["staging file " + stage.name] = stage.read_bytes()
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)

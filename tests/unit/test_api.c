@@ -106,6 +106,10 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
+/* The running test's fixture: the client it has open (f->c), if any, has
+ * its staged events committed to the queue file before the file is read. */
+static struct fx *open_fx;
+
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
@@ -128,12 +132,14 @@ static int setup(void **state)
     f->dests[1].backend = "rest";
     f->dests[1].config_json = "{\"url\":\"http://127.0.0.1:9/v1/other\",\"mode\":\"single\"}";
     *state = f;
+    open_fx = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
     fx *f = *state;
+    open_fx = NULL;
     herald_close(f->c, 0);
     remove_tree(f->dir);
     free(f);
@@ -161,8 +167,16 @@ static void close_client(fx *f)
 
 /* ---- direct SQLite access ---- */
 
+
+static void settle(void)
+{
+    if (open_fx != NULL && open_fx->c != NULL)
+        assert_int_equal(herald_sync(open_fx->c, 10000), HERALD_OK);
+}
+
 static int64_t db_int(const char *path, const char *sql)
 {
+    settle();
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         sqlite3_close(db);
@@ -181,6 +195,7 @@ static int64_t db_int(const char *path, const char *sql)
 /* All event bodies, oldest first, as a JSON array of the parsed events. */
 static json_t *db_events(const char *path)
 {
+    settle();
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         sqlite3_close(db);
@@ -203,6 +218,7 @@ static json_t *db_events(const char *path)
 
 static char *db_text(const char *path, const char *sql)
 {
+    settle();
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         sqlite3_close(db);

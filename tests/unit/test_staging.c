@@ -1,0 +1,332 @@
+/*
+ * The staging log: an accepted event survives a kill -9 at any instant, is
+ * committed to the queue exactly once (no loss, no duplicate) by the next
+ * open, a torn record is not replayed, and a live process's staging file is
+ * left alone. The kills are real: a fork()ed child raises SIGKILL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "herald/herald.h"
+
+typedef struct fx {
+    char dir[256];
+    char path[300];
+} fx;
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/herald-stage-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/q.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    remove_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+static herald_client *open_client(const fx *f)
+{
+    herald_options o;
+    herald_options_init(&o);
+    o.db_path = f->path;
+    o.deliver = 0;
+    herald_client *c = NULL;
+    herald_status st = herald_open(&c, &o);
+    if (st != HERALD_OK) {
+        char why[512];
+        herald_last_error(NULL, why, sizeof why);
+        fail_msg("herald_open: %s", why);
+    }
+    return c;
+}
+
+static int64_t db_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        fail_msg("cannot open %s", path);
+    }
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *s = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Staging files of the queue in the directory; the first name into `first`. */
+static int staging_files(const fx *f, char *first, size_t len)
+{
+    DIR *d = opendir(f->dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "q.db-stage-", 11) == 0) {
+            if (n == 0 && first)
+                snprintf(first, len, "%s/%s", f->dir, e->d_name);
+            n++;
+        }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A child tracks `count` events (seq property 1..count), pausing
+ * `pause_ms` half-way, then kills itself with SIGKILL right after the last
+ * call returns. With `block`, the parent holds the queue file's write lock
+ * while the child tracks, so nothing staged is committed before the kill.
+ * Returns the number the child reported accepted. */
+static long run_killed_child(const fx *f, long count, int pause_ms, int block)
+{
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        close(down[1]);
+        herald_client *c = open_client(f);
+        long ready = -1;
+        char go = 0;
+        if (write(up[1], &ready, sizeof ready) != (ssize_t)sizeof ready ||
+            read(down[0], &go, 1) != 1)
+            _exit(2);
+        for (long i = 1; i <= count; i++) {
+            char props[64];
+            snprintf(props, sizeof props, "{\"seq\":%ld}", i);
+            if (herald_track(c, "Killed", props) != HERALD_OK)
+                _exit(3);
+            if (i == count / 2 && pause_ms > 0) {
+                struct timespec ts = {pause_ms / 1000, (long)(pause_ms % 1000) * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        }
+        long done = count;
+        if (write(up[1], &done, sizeof done) != (ssize_t)sizeof done)
+            _exit(4);
+        raise(SIGKILL);
+        _exit(5);
+    }
+    close(up[1]);
+    close(down[0]);
+    long ready = 0, accepted = 0;
+    assert_int_equal(read(up[0], &ready, sizeof ready), (ssize_t)sizeof ready);
+    sqlite3 *db = NULL;
+    if (block) {
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    }
+    assert_int_equal(write(down[1], "g", 1), 1);
+    ssize_t r = read(up[0], &accepted, sizeof accepted);
+    close(up[0]);
+    close(down[1]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (db) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close(db);
+    }
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    return r == (ssize_t)sizeof accepted ? accepted : -1;
+}
+
+/* Killed right after a burst: everything accepted is recovered by the next
+ * open, once. */
+static void test_kill_then_recover_exactly_once(void **state)
+{
+    fx *f = *state;
+    long accepted = run_killed_child(f, 3000, 0, 0);
+    assert_int_equal(accepted, 3000);
+    assert_int_equal(staging_files(f, NULL, 0), 1); /* left behind by the dead process */
+
+    herald_client *c = open_client(f);
+    assert_int_equal(herald_sync(c, 10000), HERALD_OK);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 3000);
+    assert_int_equal(db_int(f->path, "SELECT count(DISTINCT json_extract(body, '$.messageId')) "
+                                     "FROM events"),
+                     3000);
+    assert_int_equal(db_int(f->path, "SELECT count(DISTINCT json_extract(body, "
+                                     "'$.properties.seq')) FROM events"),
+                     3000);
+    assert_int_equal(db_int(f->path, "SELECT value FROM counters WHERE name = 'accepted'"), 3000);
+    /* The dead process's file is gone; ours exists while we are open. */
+    assert_int_equal(staging_files(f, NULL, 0), 1);
+    herald_close(c, 0);
+    assert_int_equal(staging_files(f, NULL, 0), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM meta WHERE key LIKE 'stage:%'"), 0);
+}
+
+/* Killed after the ingest thread committed part of the log: the committed
+ * part is not replayed (its sequence number is in the queue file). */
+static void test_partly_committed_log_is_not_replayed(void **state)
+{
+    fx *f = *state;
+    long accepted = run_killed_child(f, 2000, 300, 0);
+    assert_int_equal(accepted, 2000);
+    /* The first half was committed during the pause. */
+    assert_true(db_int(f->path, "SELECT count(*) FROM events") >= 1000);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM meta WHERE key LIKE 'stage:%'"), 1);
+
+    herald_client *c = open_client(f);
+    herald_close(c, 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 2000);
+    assert_int_equal(db_int(f->path, "SELECT count(DISTINCT json_extract(body, "
+                                     "'$.properties.seq')) FROM events"),
+                     2000);
+    /* Session sequence numbers continue across the recovery: 1..2000. */
+    assert_int_equal(db_int(f->path, "SELECT max(json_extract(body, "
+                                     "'$.context.session.sequence')) FROM events"),
+                     2000);
+}
+
+/* A record whose bytes do not match its check (a power loss tore it) ends
+ * the replay there: what came before is kept, nothing after is invented. */
+static void test_torn_record_is_not_replayed(void **state)
+{
+    fx *f = *state;
+    long accepted = run_killed_child(f, 50, 0, 1);
+    assert_int_equal(accepted, 50);
+    char stage[600];
+    assert_int_equal(staging_files(f, stage, sizeof stage), 1);
+
+    /* Nothing was committed (the parent held the write lock): walk the
+     * records (layout in src/staging.h) from the start to the 41st and flip
+     * a byte of its payload. */
+    int fd = open(stage, O_RDWR);
+    assert_true(fd >= 0);
+    uint64_t capacity = 0, tail = 0;
+    assert_int_equal(pread(fd, &capacity, 8, 16), 8);
+    assert_int_equal(pread(fd, &tail, 8, 24), 8);
+    assert_int_equal(tail, 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 0);
+    uint64_t pos = 0;
+    for (int i = 0; i < 40; i++) {
+        uint32_t len = 0;
+        assert_int_equal(pread(fd, &len, 4, (off_t)(4096 + pos % capacity)), 4);
+        assert_true(len > 0 && (len & 0x80000000u) == 0);
+        pos += len;
+    }
+    unsigned char byte = 0;
+    off_t at = (off_t)(4096 + pos % capacity + 40);
+    assert_int_equal(pread(fd, &byte, 1, at), 1);
+    byte ^= 0x5a;
+    assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+
+    herald_client *c = open_client(f);
+    herald_close(c, 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 40);
+    assert_int_equal(db_int(f->path, "SELECT max(json_extract(body, '$.properties.seq')) "
+                                     "FROM events"),
+                     40);
+}
+
+/* A staging file whose owner is alive (it holds the flock) is not touched. */
+static void test_live_owner_file_is_left_alone(void **state)
+{
+    fx *f = *state;
+    char other[600];
+    snprintf(other, sizeof other, "%s/q.db-stage-1-live", f->dir);
+    int fd = open(other, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    assert_int_equal(ftruncate(fd, 8192), 0);
+
+    herald_client *c = open_client(f);
+    assert_int_equal(herald_track(c, "e", NULL), HERALD_OK);
+    herald_close(c, 0);
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 1);
+    close(fd);
+}
+
+/* The staging file is private, and an open client's events reach the queue
+ * without any call (the ingest thread), and at herald_sync at the latest. */
+static void test_file_mode_and_background_commit(void **state)
+{
+    fx *f = *state;
+    herald_client *c = open_client(f);
+    char stage[600];
+    assert_int_equal(staging_files(f, stage, sizeof stage), 1);
+    struct stat st;
+    assert_int_equal(stat(stage, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(herald_track(c, "e", "{\"k\":1}"), HERALD_OK);
+    int64_t n = 0;
+    for (int tries = 0; tries < 200 && n < 100; tries++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        n = db_int(f->path, "SELECT count(*) FROM events");
+    }
+    assert_int_equal(n, 100);
+    assert_int_equal(herald_sync(c, 1000), HERALD_OK);
+    assert_int_equal(herald_sync(NULL, 1000), HERALD_E_INVALID_ARGUMENT);
+    herald_close(c, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_kill_then_recover_exactly_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partly_committed_log_is_not_replayed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_torn_record_is_not_replayed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_owner_file_is_left_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_mode_and_background_commit, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("staging", tests, NULL, NULL);
+}
