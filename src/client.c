@@ -15,6 +15,7 @@
 #include "config.h"
 #include "context.h"
 #include "event.h"
+#include "fastbuild.h"
 
 #define ERR_MAX 512
 /* How long a call waits for staging space while the ingest catches up. */
@@ -78,6 +79,7 @@ herald_status herald_options_init(herald_options *opts)
     opts->request_timeout_ms = 30000;
     opts->gzip_min_bytes = 1024;
     opts->max_concurrency = 8;
+    opts->batch_concurrency = 1;
     opts->deliver = 1;
     opts->log_level = HERALD_LOG_WARN;
     opts->session_timeout_ms = 30 * 60 * 1000;
@@ -295,6 +297,8 @@ done:
 static void client_free(herald_client *c)
 {
     herald_stage_close(c->stage);
+    herald_fast_frame_free(c->fast_frame);
+    free(c->fast_buf);
     destinations_free(c);
     herald_queue_close(c->queue);
     herald_redactor_free(c->redactor);
@@ -377,7 +381,7 @@ static void registry_remove(herald_client *c)
     pthread_mutex_unlock(&registry_mutex);
 }
 
-/* In the child, with the mutex held: abandon what belongs to the parent and
+/* In the child, with both locks held: abandon what belongs to the parent and
  * start afresh on the same file. */
 static herald_status after_fork(herald_client *c)
 {
@@ -419,8 +423,16 @@ static herald_status after_fork(herald_client *c)
 static herald_status client_lock(herald_client *c)
 {
     pthread_mutex_lock(&c->mutex);
-    if (c->forked)
-        after_fork(c);
+    if (c->forked) {
+        /* after_fork changes what calls read under call_mutex: take both,
+         * in order. */
+        pthread_mutex_unlock(&c->mutex);
+        pthread_mutex_lock(&c->call_mutex);
+        pthread_mutex_lock(&c->mutex);
+        if (c->forked)
+            after_fork(c);
+        pthread_mutex_unlock(&c->call_mutex);
+    }
     return c->queue ? HERALD_OK : HERALD_E_STORAGE;
 }
 
@@ -429,12 +441,16 @@ static herald_status client_lock(herald_client *c)
 static herald_status call_lock(herald_client *c)
 {
     pthread_mutex_lock(&c->call_mutex);
-    pthread_mutex_lock(&c->mutex);
-    if (c->forked)
-        after_fork(c);
-    int usable = c->queue != NULL;
-    pthread_mutex_unlock(&c->mutex);
-    return usable ? HERALD_OK : HERALD_E_STORAGE;
+    /* `forked` is set in the child while the fork handlers hold both locks,
+     * and `queue` changes only under both: reading them under call_mutex is
+     * safe, and the common call never touches the delivery lock. */
+    if (c->forked) {
+        pthread_mutex_lock(&c->mutex);
+        if (c->forked)
+            after_fork(c);
+        pthread_mutex_unlock(&c->mutex);
+    }
+    return c->queue != NULL ? HERALD_OK : HERALD_E_STORAGE;
 }
 
 /* Both locks, with every staged event committed first: for calls that read
@@ -543,6 +559,7 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&c->mutex, NULL);
     pthread_mutex_init(&c->call_mutex, NULL);
+    c->fast_frame_stale = 1;
     pthread_cond_init(&c->drained, &attr);
     pthread_condattr_destroy(&attr);
     if (c->db_path == NULL || c->context == NULL) {
@@ -596,10 +613,12 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
          * commits directly: slower, as durable. */
         char sub[ERR_MAX] = "";
         herald_stats now = {.struct_size = sizeof now};
+        pthread_mutex_lock(&c->mutex); /* the delivery thread runs */
         if (herald_queue_stats(c->queue, &now) == HERALD_OK)
             watch_bounds(c, (int64_t)now.queued, (int64_t)now.queued_bytes);
         else
             atomic_store(&c->near_bound, 1);
+        pthread_mutex_unlock(&c->mutex);
         if (herald_stage_open(&c->stage, &qc, stage_committed, c, sub, sizeof sub) != HERALD_OK)
             herald_log(&c->logger, HERALD_LOG_WARN, "staging off: %s", sub);
     }
@@ -895,6 +914,52 @@ static herald_status run_before_store(herald_client *c, const herald_event_env *
     return HERALD_OK;
 }
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_int(char *p, int64_t v)
+{
+    char digits[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *p++ = '-';
+    while (n)
+        *p++ = digits[--n];
+    return p;
+}
+
+/* The session as stored in meta, "<id> <last activity ms> <sequence>"
+ * (session_parse reads it back), without printf: it runs on every call. */
+static void format_session(char out[64], int64_t id, int64_t last, uint32_t sequence)
+{
+    char *p = put_int(out, id);
+    *p++ = ' ';
+    p = put_int(p, last);
+    *p++ = ' ';
+    p = put_int(p, (int64_t)sequence);
+    *p = '\0';
+}
+
+/* Session: a new one after session_timeout_ms of inactivity. Ids are the
+ * session's start time, kept increasing even if the clock steps back. Fills
+ * ch's session fields for a call at `now`; returns 1 if it starts a session. */
+static int session_at(const herald_client *c, int64_t now, identity_change *ch)
+{
+    int new_session = c->session_id == 0 ||
+                      now - c->session_last_ms >= (int64_t)c->options.session_timeout_ms;
+    ch->session_id = c->session_id;
+    ch->session_sequence = c->session_sequence;
+    if (new_session) {
+        ch->session_id = now > c->session_id ? now : c->session_id + 1;
+        ch->session_sequence = 0;
+    }
+    ch->session_last_ms = now;
+    return new_session;
+}
+
 /* Make one finished event durable (call_mutex held): a record in the
  * staging log, or, without one (or for a record too large for it, or near a
  * reject_new bound), a direct commit after everything staged before it. */
@@ -1015,24 +1080,12 @@ static herald_status enqueue(herald_client *c, json_t *message)
         return st;
     }
     int64_t now = c->clock(c->clock_ctx);
-
-    /* Session: a new one after session_timeout_ms of inactivity. Ids are the
-     * session's start time, kept increasing even if the clock steps back. */
-    int new_session = c->session_id == 0 ||
-                      now - c->session_last_ms >= (int64_t)c->options.session_timeout_ms;
-    ch.session_id = c->session_id;
-    ch.session_sequence = c->session_sequence;
-    if (new_session) {
-        ch.session_id = now > c->session_id ? now : c->session_id + 1;
-        ch.session_sequence = 0;
-    }
-    ch.session_last_ms = now;
+    int new_session = session_at(c, now, &ch);
 
     if (new_session && c->options.session_start_events) {
         json_t *start = json_pack("{s:s,s:s}", "type", "track", "event", "Session Started");
         ch.session_sequence++;
-        snprintf(ch.session, sizeof ch.session, "%lld %lld %u", (long long)ch.session_id,
-                 (long long)now, ch.session_sequence);
+        format_session(ch.session, ch.session_id, now, ch.session_sequence);
         ch.meta[0] = (herald_meta_update){"session", ch.session};
         ch.meta_count = 1;
         st = start ? commit_message(c, start, now, &ch, err, sizeof err) : HERALD_E_NO_MEMORY;
@@ -1040,8 +1093,7 @@ static herald_status enqueue(herald_client *c, json_t *message)
 
     if (st == HERALD_OK) {
         ch.session_sequence++;
-        snprintf(ch.session, sizeof ch.session, "%lld %lld %u", (long long)ch.session_id,
-                 (long long)now, ch.session_sequence);
+        format_session(ch.session, ch.session_id, now, ch.session_sequence);
         ch.meta[0] = (herald_meta_update){"session", ch.session};
         ch.meta_count = 1;
         if (identify) {
@@ -1070,6 +1122,8 @@ static herald_status enqueue(herald_client *c, json_t *message)
         c->session_id = ch.session_id;
         c->session_last_ms = ch.session_last_ms;
         c->session_sequence = ch.session_sequence;
+        if (ch.user_id || ch.traits || ch.group_id)
+            c->fast_frame_stale = 1;
         if (ch.user_id) {
             free(c->user_id);
             c->user_id = ch.user_id;
@@ -1115,6 +1169,90 @@ static json_t *string_value(const char *s)
     return s ? json_string(s) : NULL;
 }
 
+/* The fast path for track and screen (src/fastbuild.h): the arguments are
+ * checked and compacted before the lock, the body assembled from the cached
+ * identity frame under it. Returns 1 with *result when it handled the call,
+ * 0 when the slow path must (it then gives the exact error or the redacted
+ * event): a before_store hook, anything redaction would touch, a session
+ * start event due, consent or closing refusals, a size near the limit. */
+static int fast_call(herald_client *c, const char *type, const char *name,
+                     const char *props_json, herald_status *result)
+{
+    if (c->before_store != NULL)
+        return 0;
+    herald_fast_args a;
+    herald_fast_args_init(&a);
+    if (herald_fast_scan(c->redactor, type, name, props_json, &a) != 0) {
+        herald_fast_args_free(&a);
+        return 0;
+    }
+    if (call_lock(c) != HERALD_OK) {
+        pthread_mutex_unlock(&c->call_mutex);
+        herald_fast_args_free(&a);
+        return 0;
+    }
+    int handled = 0;
+    identity_change ch;
+    memset(&ch, 0, sizeof ch);
+    int64_t now = c->clock(c->clock_ctx);
+    int new_session = session_at(c, now, &ch);
+    if (c->closing || (!c->consent && c->options.consent_policy == HERALD_CONSENT_DROP) ||
+        (new_session && c->options.session_start_events))
+        goto out;
+    if (c->fast_frame_stale) {
+        herald_fast_frame_free(c->fast_frame);
+        c->fast_frame = NULL;
+        herald_event_env env = {
+            .anonymous_id = c->anonymous_id, .user_id = c->user_id, .context = c->context,
+            .traits = c->traits, .group_id = c->group_id, .redactor = c->redactor,
+            .max_event_bytes = c->options.max_event_bytes,
+            .new_message_id = herald_uuid_random, .new_message_id_ctx = &c->random,
+        };
+        if (herald_fast_frame_build(&env, &c->fast_frame) != HERALD_OK)
+            c->fast_frame = NULL;
+        c->fast_frame_stale = 0;
+    }
+    if (c->fast_frame == NULL)
+        goto out;
+    size_t bound = herald_fast_size_bound(c->fast_frame, &a);
+    if (bound > c->fast_buf_cap) {
+        char *grown = realloc(c->fast_buf, bound);
+        if (grown == NULL)
+            goto out;
+        c->fast_buf = grown;
+        c->fast_buf_cap = bound;
+    }
+    char id[37];
+    herald_uuid_random(id, &c->random);
+    ch.session_sequence++;
+    size_t length = herald_fast_assemble(c->fast_frame, &a, now, id, ch.session_id,
+                                         ch.session_sequence, c->fast_buf, c->fast_buf_cap);
+    if (length == 0 || !herald_fast_fits(&a, length, c->options.max_event_bytes))
+        goto out;
+    format_session(ch.session, ch.session_id, now, ch.session_sequence);
+    ch.meta[0] = (herald_meta_update){"session", ch.session};
+    ch.meta_count = 1;
+    herald_redact_stats none;
+    memset(&none, 0, sizeof none);
+    char err[ERR_MAX] = "";
+    herald_status st = store_event(c, now, a.type, c->fast_buf, length, c->destination_names,
+                                   c->destination_count, &ch, &none, err, sizeof err);
+    if (st == HERALD_OK) {
+        c->session_id = ch.session_id;
+        c->session_last_ms = ch.session_last_ms;
+        c->session_sequence = ch.session_sequence;
+    } else {
+        call_failed(c, err[0] ? err : herald_strerror(st));
+        count_call(c, "rejected");
+    }
+    *result = st;
+    handled = 1;
+out:
+    pthread_mutex_unlock(&c->call_mutex);
+    herald_fast_args_free(&a);
+    return handled;
+}
+
 /* The typed calls: a named string field and an optional JSON object. */
 static herald_status typed_call(herald_client *c, const char *type, const char *name_key,
                                 const char *name, int name_required, const char *object_key,
@@ -1122,6 +1260,9 @@ static herald_status typed_call(herald_client *c, const char *type, const char *
 {
     if (c == NULL)
         return HERALD_E_INVALID_ARGUMENT;
+    herald_status fast = HERALD_OK;
+    if (fast_call(c, type, name, object_json, &fast))
+        return fast;
     if (name_required && (name == NULL || name[0] == '\0'))
         return refuse(c, HERALD_E_INVALID_ARGUMENT, "%s must be a non-empty string", name_key);
     json_t *name_value = NULL;
@@ -1214,6 +1355,7 @@ static void identity_clear(herald_client *c, char fresh[64], herald_meta_update 
 
 static void identity_apply_cleared(herald_client *c, const char fresh[64])
 {
+    c->fast_frame_stale = 1;
     memcpy(c->anonymous_id, fresh, sizeof c->anonymous_id);
     free(c->user_id);
     c->user_id = NULL;

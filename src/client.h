@@ -33,6 +33,7 @@ typedef struct herald_delivery_settings {
     uint32_t request_timeout_ms;
     uint32_t gzip_min_bytes;
     uint32_t max_concurrency;
+    uint32_t batch_concurrency;
     int gzip_level;
     char *ca_file;               /* extra CA bundle, or NULL */
     int insecure_skip_tls_verify;
@@ -71,6 +72,13 @@ struct herald_client {
     herald_stage *stage;         /* NULL: every call commits directly */
     _Atomic int near_bound;      /* the queue is within the staging margin of a bound */
     int closing;                 /* herald_close began (under call_mutex) */
+    /* The fast event builder's identity frame (under call_mutex): rebuilt
+     * when stale; NULL after a rebuild means every call takes the slow path
+     * until identity changes again. */
+    struct herald_fast_frame *fast_frame;
+    int fast_frame_stale;
+    char *fast_buf;              /* assembled bodies */
+    size_t fast_buf_cap;
 
     pthread_mutex_t mutex;
     pthread_cond_t drained;      /* broadcast after every delivery outcome */

@@ -37,6 +37,7 @@ static const number_field option_numbers[] = {
     OPT(request_timeout_ms, U32, 1, 3600000),
     OPT(gzip_min_bytes, U32, 0, 1u << 30),
     OPT(max_concurrency, U32, 1, 256),
+    OPT(batch_concurrency, U32, 1, 64),
     OPT(session_timeout_ms, U32, 1000, 7u * 86400000u),
 };
 #define FIRST_DELIVERY_FIELD 4
@@ -58,7 +59,7 @@ static void set_number(void *base, const number_field *f, uint64_t value)
         *(uint64_t *)(void *)p = value;
 }
 
-#define DELIVERY_FIELDS_END 15 /* option_numbers[FIRST_DELIVERY_FIELD, END) */
+#define DELIVERY_FIELDS_END 16 /* option_numbers[FIRST_DELIVERY_FIELD, END) */
 
 static const number_field *find_number(const char *name, size_t first, size_t end)
 {
@@ -338,6 +339,7 @@ herald_status herald_destination_settings_parse(const herald_options *opts, cons
         out->request_timeout_ms = local.request_timeout_ms;
         out->gzip_min_bytes = local.gzip_min_bytes;
         out->max_concurrency = local.max_concurrency;
+        out->batch_concurrency = local.batch_concurrency;
         *backend_json = json_dumps(remainder, JSON_COMPACT);
         if (*backend_json == NULL)
             st = HERALD_E_NO_MEMORY;

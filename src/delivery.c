@@ -683,7 +683,9 @@ static transfer *next_batch(herald_client *c, herald_destination_state *d, int64
             *wake = d->paused_until_ms;
         return NULL;
     }
-    uint32_t max_requests = d->limits.max_events_per_request == 1 ? d->settings.max_concurrency : 1;
+    uint32_t max_requests = d->limits.max_events_per_request == 1
+                                ? d->settings.max_concurrency
+                                : d->settings.batch_concurrency;
     if (d->inflight_requests >= max_requests)
         return NULL;
     uint32_t per_request = events_per_request(d);

@@ -436,7 +436,13 @@ herald_status herald_queue_counters_with_prefix(herald_queue *q, const char *pre
 
 /* Delete an event that no destination holds any more; keeps the queue
  * counters in step. */
-static int delete_if_orphan(herald_queue *q, int64_t event_id)
+/* Within a settle: the queue counters' change, applied once at its end. */
+typedef struct queue_delta {
+    int64_t events;
+    int64_t bytes;
+} queue_delta;
+
+static int delete_if_orphan(herald_queue *q, int64_t event_id, queue_delta *delta)
 {
     sqlite3_stmt *s = statement(q, ST_EVENT_DELETE_ORPHAN);
     sqlite3_bind_int64(s, 1, event_id);
@@ -447,9 +453,9 @@ static int delete_if_orphan(herald_queue *q, int64_t event_id)
         return rc;
     if (bytes < 0)
         return SQLITE_OK;
-    if ((rc = counter_add(q, "queue_events", -1)) != SQLITE_OK)
-        return rc;
-    return counter_add(q, "queue_bytes", -bytes);
+    delta->events--;
+    delta->bytes -= bytes;
+    return SQLITE_OK;
 }
 
 static int trim_dead_letters(herald_queue *q)
@@ -719,7 +725,8 @@ herald_status herald_queue_fetch(herald_queue *q, const char *destination, int64
 /* Move one (destination, event) to the dead letters. *moved is 1 if the
  * destination still held the event, 0 if it was settled or evicted before. */
 static int dead_letter(herald_queue *q, const char *destination, int64_t event_id,
-                       const herald_settlement *st, const char *reason, int *moved)
+                       const herald_settlement *st, const char *reason, int *moved,
+                       queue_delta *delta)
 {
     *moved = 0;
     sqlite3_stmt *s = statement(q, ST_OUTBOX_DELETE);
@@ -739,7 +746,7 @@ static int dead_letter(herald_queue *q, const char *destination, int64_t event_i
     if ((rc = step_done(s)) != SQLITE_OK)
         return rc;
     *moved = sqlite3_changes(q->db) > 0;
-    return delete_if_orphan(q, event_id);
+    return delete_if_orphan(q, event_id, delta);
 }
 
 herald_status herald_queue_settle(herald_queue *q, const char *destination,
@@ -747,6 +754,7 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
                                   uint64_t *dead_out)
 {
     uint64_t sent = 0, dead = 0, rescheduled = 0, skipped = 0;
+    queue_delta delta = {0, 0};
     int rc = begin(q);
     const char *reason = st->reason ? st->reason : "";
     for (size_t i = 0; rc == SQLITE_OK && i < st->count; i++) {
@@ -761,11 +769,11 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
                     sent++;
                 else
                     skipped++;
-                rc = delete_if_orphan(q, id);
+                rc = delete_if_orphan(q, id, &delta);
             }
         } else if (st->kind == HERALD_SETTLE_DEAD) {
             int moved = 0;
-            rc = dead_letter(q, destination, id, st, reason, &moved);
+            rc = dead_letter(q, destination, id, st, reason, &moved, &delta);
             dead += (uint64_t)moved;
         } else {
             sqlite3_stmt *s = statement(q, ST_OUTBOX_GET);
@@ -785,7 +793,7 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
                          st->count_attempt && attempts >= st->max_attempts ? "gave up" : "expired",
                          attempts, reason);
                 int moved = 0;
-                rc = dead_letter(q, destination, id, st, why, &moved);
+                rc = dead_letter(q, destination, id, st, why, &moved, &delta);
                 dead += (uint64_t)moved;
             } else {
                 s = statement(q, ST_OUTBOX_UPDATE);
@@ -798,6 +806,10 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
             }
         }
     }
+    if (rc == SQLITE_OK)
+        rc = counter_add(q, "queue_events", delta.events);
+    if (rc == SQLITE_OK)
+        rc = counter_add(q, "queue_bytes", delta.bytes);
     if (rc == SQLITE_OK)
         rc = counter_add(q, "sent", (int64_t)sent);
     if (rc == SQLITE_OK)

@@ -21,6 +21,7 @@
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,14 +161,14 @@ void redact_count(redact_run *run, unsigned rule)
         run->stats->count[rule]++;
 }
 
-static void run_init(redact_run *run, const herald_redactor *r, herald_redact_stats *stats)
+void redact_run_init(redact_run *run, const herald_redactor *r, herald_redact_stats *stats)
 {
     memset(run, 0, sizeof *run);
     run->r = r;
     run->stats = stats;
 }
 
-static void run_free(redact_run *run)
+void redact_run_free(redact_run *run)
 {
     for (size_t i = 0; i < 3; i++)
         redact_buf_free(&run->stage[i]);
@@ -695,6 +696,17 @@ static int redact_text(redact_run *run, const char *s, size_t n, unsigned flags,
     return changed;
 }
 
+int redact_text_changes(redact_run *run, const char *s, size_t n, unsigned flags)
+{
+    const char *out;
+    size_t out_len;
+    herald_redact_stats *stats = run->stats;
+    run->stats = NULL;
+    int rc = redact_text(run, s, n, flags, &out, &out_len);
+    run->stats = stats;
+    return rc;
+}
+
 int redact_detect_any(redact_run *run, const char *s, size_t n, unsigned flags, unsigned *cls,
                       unsigned *rule, size_t *span_start, size_t *span_end, unsigned *span_flags)
 {
@@ -852,6 +864,9 @@ static void place_member(const herald_redactor *r, const frame *f, const char *n
     }
 }
 
+/* fastbuild.c mirrors decide() and process_scalar() for plain objects (its
+ * member_place, string_stays): a change here needs the same change there;
+ * tests/unit/test_fastbuild.c and fuzz_fastbuild compare the two. */
 static int decide(redact_run *run, const frame *f, const char *name, size_t len, int keyed,
                   member *m)
 {
@@ -1138,7 +1153,7 @@ herald_status herald_redact_event(const herald_redactor *r, json_t *event,
     if (!r->enabled)
         return HERALD_OK;
     redact_run run;
-    run_init(&run, r, stats);
+    redact_run_init(&run, r, stats);
     frame_stack st = {NULL, 0, 0};
     herald_status status = HERALD_E_NO_MEMORY;
 
@@ -1183,7 +1198,7 @@ herald_status herald_redact_event(const herald_redactor *r, json_t *event,
     status = HERALD_OK;
 done:
     free(st.v);
-    run_free(&run);
+    redact_run_free(&run);
     return status;
 }
 
@@ -1199,7 +1214,7 @@ char *herald_redact_string(const herald_redactor *r, const char *s, size_t len,
     if (r == NULL || s == NULL || !r->enabled)
         return NULL;
     redact_run run;
-    run_init(&run, r, stats);
+    redact_run_init(&run, r, stats);
     unsigned flags = context == HERALD_REDACT_URL ? RF_URL : 0;
     const char *out;
     size_t out_len;
@@ -1214,7 +1229,7 @@ char *herald_redact_string(const herald_redactor *r, const char *s, size_t len,
     }
     if ((rc < 0 || (rc > 0 && copy == NULL)) && out_of_memory != NULL)
         *out_of_memory = 1;
-    run_free(&run);
+    redact_run_free(&run);
     return copy;
 }
 
@@ -1448,6 +1463,9 @@ static herald_status apply_profile(herald_redactor *r, const char *profile, int 
                         "redact.profile must be \"default\", \"strict\" or \"secrets-only\"");
 }
 
+/* Redactor ids start at 1: 0 marks an empty cache slot in fastbuild.c. */
+static _Atomic uint64_t next_redactor_id = 1;
+
 herald_status herald_redactor_create(const char *config_json, herald_redactor **out, char *err,
                                      size_t errlen)
 {
@@ -1459,6 +1477,7 @@ herald_status herald_redactor_create(const char *config_json, herald_redactor **
     herald_redactor *r = calloc(1, sizeof *r);
     if (r == NULL)
         return HERALD_E_NO_MEMORY;
+    r->id = atomic_fetch_add(&next_redactor_id, 1);
     r->enabled = 1;
     for (int i = 0; i < HERALD_RULE_COUNT; i++)
         r->rule_on[i] = 1;

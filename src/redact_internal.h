@@ -136,6 +136,8 @@ typedef struct redact_allow_path {
 } redact_allow_path;
 
 struct herald_redactor {
+    uint64_t id; /* unique per redactor created in this process, never 0: the
+                    fast event builder's caches are keyed by it (fastbuild.c) */
     int enabled;
     unsigned char rule_on[HERALD_RULE_COUNT];
     int imei_by_value; /* strict profile (PII.md §6) */
@@ -176,6 +178,8 @@ typedef struct redact_run {
     redact_buf leaf;              /* replacement of a scalar under a sensitive key */
 } redact_run;
 
+void redact_run_init(redact_run *run, const herald_redactor *r, herald_redact_stats *stats);
+void redact_run_free(redact_run *run);
 void redact_count(redact_run *run, unsigned rule);
 
 /* Flags of one string's processing. */
@@ -266,5 +270,13 @@ int redact_is_trivial_value(const char *s, size_t n);
 /* 1 if s is already a replacement: a marker, or a marker followed by the
  * domain that keep-domain mode kept ("[email]@example.com"). */
 int redact_is_redacted(const herald_redactor *r, const char *s, size_t n);
+
+/* ---- for the fast event builder (fastbuild.c) ---- */
+
+/* Whether the string pipeline the event walk runs on a value or a member
+ * name (redact_text in redact.c) would change s[0,n) under flags (RF_URL,
+ * RF_NO_IP): 1 changed, 0 unchanged, -1 out of memory. Exact, since it is
+ * that pipeline; nothing is counted. run->r is the redactor asked. */
+int redact_text_changes(redact_run *run, const char *s, size_t n, unsigned flags);
 
 #endif

@@ -75,18 +75,36 @@ struct herald_stage {
 
 /* ---- records ---- */
 
+/* A 32-bit check of a record's payload: four independent multiply-xorshift
+ * lanes over 32-byte blocks (the lanes keep the multiplier busy), folded.
+ * Not cryptographic: it tells a record torn by a power loss from a whole one. */
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 32);
+}
+
 static uint32_t payload_check(const unsigned char *p, size_t n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
+    uint64_t l0 = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n, l1 = 0xc2b2ae3d27d4eb4fULL;
+    uint64_t l2 = 0x165667b19e3779f9ULL, l3 = 0x27d4eb2f165667c5ULL;
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w[4];
+        memcpy(w, p + i, 32);
+        l0 = mix(l0, w[0]);
+        l1 = mix(l1, w[1]);
+        l2 = mix(l2, w[2]);
+        l3 = mix(l3, w[3]);
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
+        l0 = mix(l0, w);
     }
     for (; i < n; i++)
-        h = (h ^ p[i]) * 0xc4ceb9fe1a85ec53ULL;
+        l1 = mix(l1, p[i]);
+    uint64_t h = mix(mix(mix(l0, l1), l2), l3);
     h ^= h >> 29;
     return (uint32_t)(h ^ (h >> 32));
 }
@@ -170,14 +188,16 @@ static const char *take_string(const char **p, const char *end)
     return s;
 }
 
-/* Validate and decode the record at rec (len bytes, from its head). */
-static int decode(const unsigned char *rec, size_t len, decoded *d)
+/* Validate and decode the record at rec (len bytes, from its head). The
+ * check is verified when `verify` (recovery); the ingest thread reads
+ * records this process wrote a moment ago. */
+static int decode(const unsigned char *rec, size_t len, int verify, decoded *d)
 {
     if (len < REC_HEAD + REC_FIXED)
         return -1;
     uint32_t check;
     memcpy(&check, rec + 4, 4);
-    if (payload_check(rec + REC_HEAD, len - REC_HEAD) != check)
+    if (verify && payload_check(rec + REC_HEAD, len - REC_HEAD) != check)
         return -1;
     const unsigned char *p = rec + REC_HEAD;
     uint32_t body_len, strings_len;
@@ -378,7 +398,7 @@ static herald_status ingest_some(herald_stage *s, group *g, uint64_t head, char 
             continue;
         }
         decoded d;
-        if (decode(rec, len, &d) != 0) {
+        if (decode(rec, len, 0, &d) != 0) {
             /* Our own record: cannot happen short of memory corruption. */
             herald_error_format(err, errlen, "staging record at %" PRIu64 " is damaged", pos);
             return HERALD_E_STORAGE;
@@ -528,21 +548,29 @@ herald_status herald_stage_open(herald_stage **out, const herald_queue_config *c
     pthread_cond_init(&s->space, &attr);
     pthread_condattr_destroy(&attr);
 
-    char *prefix = stage_prefix(config->path);
+    /* The file is made under a name recovery does not take ("-stagenew-"),
+     * and renamed once locked and initialised: another process's
+     * herald_open can never see (and remove) it between its creation and
+     * its lock. */
     unsigned char rnd[4];
     herald_random_fill(NULL, rnd, sizeof rnd);
-    size_t n = prefix ? strlen(prefix) + 40 : 0;
-    s->path = prefix ? malloc(n) : NULL;
+    char suffix[48];
+    snprintf(suffix, sizeof suffix, "%ld-%02x%02x%02x%02x", (long)getpid(), rnd[0], rnd[1],
+             rnd[2], rnd[3]);
+    size_t n = strlen(config->path) + sizeof "-stagenew-" + strlen(suffix);
+    s->path = malloc(n);
+    char *fresh = malloc(n);
     if (s->path)
-        snprintf(s->path, n, "%s%ld-%02x%02x%02x%02x", prefix, (long)getpid(), rnd[0], rnd[1],
-                 rnd[2], rnd[3]);
-    free(prefix);
+        snprintf(s->path, n, "%s-stage-%s", config->path, suffix);
+    if (fresh)
+        snprintf(fresh, n, "%s-stagenew-%s", config->path, suffix);
     s->meta_key = s->path ? meta_key_for(s->path) : NULL;
-    if (s->path == NULL || s->meta_key == NULL) {
+    if (s->path == NULL || fresh == NULL || s->meta_key == NULL) {
+        free(fresh);
         stage_free(s);
         return HERALD_E_NO_MEMORY;
     }
-    s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    s->fd = open(fresh, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     int rc = s->fd < 0 ? errno : 0;
     if (rc == 0 && flock(s->fd, LOCK_EX | LOCK_NB) != 0)
         rc = errno;
@@ -556,21 +584,27 @@ herald_status herald_stage_open(herald_stage **out, const herald_queue_config *c
         if (s->map == MAP_FAILED)
             rc = errno;
     }
+    if (rc == 0) {
+        stage_header *h = (stage_header *)(void *)s->map;
+        memcpy(h->magic, STAGE_MAGIC, 8);
+        h->version = STAGE_VERSION;
+        h->header_size = STAGE_HEADER;
+        h->capacity = s->capacity;
+        h->tail = 0;
+        if (rename(fresh, s->path) != 0)
+            rc = errno;
+    }
     if (rc != 0) {
         herald_error_format(err, errlen, "cannot create staging file %s: %s", s->path,
                             strerror(rc));
         if (s->fd >= 0)
-            unlink(s->path);
+            unlink(fresh);
+        free(fresh);
         stage_free(s);
         return HERALD_E_STORAGE;
     }
+    free(fresh);
     s->ring = s->map + STAGE_HEADER;
-    stage_header *h = (stage_header *)(void *)s->map;
-    memcpy(h->magic, STAGE_MAGIC, 8);
-    h->version = STAGE_VERSION;
-    h->header_size = STAGE_HEADER;
-    h->capacity = s->capacity;
-    h->tail = 0;
 
     herald_status st = herald_queue_open(&s->q, config, err, errlen);
     if (st == HERALD_OK && pthread_create(&s->thread, NULL, ingest_main, s) != 0) {
@@ -779,6 +813,13 @@ static herald_status recover_file(herald_queue *q, const char *path, int fd,
         return HERALD_E_STORAGE;
     }
     const stage_header *h = (const stage_header *)(const void *)map;
+    static const char unset[8];
+    if (memcmp(h->magic, unset, 8) == 0) {
+        /* Its creator died before writing the header: it holds nothing. */
+        munmap(map, (size_t)st.st_size);
+        unlink(path);
+        return HERALD_OK;
+    }
     if (memcmp(h->magic, STAGE_MAGIC, 8) != 0 || h->version != STAGE_VERSION ||
         h->header_size != STAGE_HEADER || h->capacity + STAGE_HEADER > (uint64_t)st.st_size ||
         h->capacity % 16 != 0 || h->tail % 16 != 0) {
@@ -815,7 +856,7 @@ static herald_status recover_file(herald_queue *q, const char *path, int fd,
             continue;
         }
         decoded d;
-        if (len % 16 != 0 || len > cap - phys || decode(ring + phys, len, &d) != 0)
+        if (len % 16 != 0 || len > cap - phys || decode(ring + phys, len, 1, &d) != 0)
             break; /* torn or never finished: the call did not return */
         if (prev != 0 && d.seq != prev + 1)
             break;
@@ -867,9 +908,15 @@ herald_status herald_stage_recover(herald_queue *q, const char *queue_path,
         free(prefix);
         return HERALD_OK;
     }
+    /* "<queue>-stagenew-": a file being set up, or one whose creator died
+     * before it held any record. */
+    size_t base_len = strlen(base);
+    size_t stem = base_len - strlen("stage-");
     struct dirent *ent;
     while ((ent = readdir(d)) != NULL) {
-        if (strncmp(ent->d_name, base, strlen(base)) != 0)
+        int fresh = strncmp(ent->d_name, base, stem) == 0 &&
+                    strncmp(ent->d_name + stem, "stagenew-", 9) == 0;
+        if (!fresh && strncmp(ent->d_name, base, base_len) != 0)
             continue;
         size_t n = strlen(dir) + strlen(ent->d_name) + 2;
         char *path = malloc(n);
@@ -879,7 +926,10 @@ herald_status herald_stage_recover(herald_queue *q, const char *queue_path,
         }
         snprintf(path, n, "%s/%s", dir, ent->d_name);
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        if (fresh) {
+            if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+                unlink(path);
+        } else if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
             /* No live process holds it. */
             uint64_t count = 0;
             herald_status st = recover_file(q, path, fd, logger, &count, err, errlen);

@@ -38,6 +38,7 @@ export interface Destination {
   request_timeout_ms?: number;
   gzip_min_bytes?: number;
   max_concurrency?: number;
+  batch_concurrency?: number;
   [setting: string]: JsonValue;
 }
 

@@ -237,6 +237,12 @@ typedef struct herald_options {
     const char *redact_json;
     herald_before_store_fn before_store; /* NULL: none */
     void *before_store_userdata;
+
+    /* Requests in flight at once for a batch destination. 1 sends its
+     * batches strictly one after another, in order; more overlaps their
+     * round trips (throughput on a fast link, docs/performance.md), and a
+     * later batch may then arrive before an earlier one. */
+    uint32_t batch_concurrency;      /* 1 */
 } herald_options;
 
 /* Fill `opts` with the defaults listed above. Not thread-safe on the same

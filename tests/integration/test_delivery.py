@@ -429,3 +429,77 @@ def test_unknown_config_key_is_an_error(herald, receiver):
                        timeout=30)
     assert p.returncode == 1 and "open_err -8" in p.stdout, (p.returncode, p.stdout, p.stderr)
     assert "flush_intervall_ms" in p.stderr, "the error does not name the bad key: %r" % p.stderr
+
+
+# batch_concurrency -------------------------------------------------------------
+
+class SlowBatchServer:
+    """Answers every batch after `delay` seconds; records the most requests
+    in progress at once and the events' seqs."""
+
+    def __init__(self, delay):
+        import http.server
+        import json as _json
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+        self.seqs = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    import gzip
+                    body = gzip.decompress(body)
+                with outer.lock:
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                time.sleep(outer.delay)
+                with outer.lock:
+                    outer.in_flight -= 1
+                    outer.seqs += [e["properties"]["seq"] for e in _json.loads(body)["batch"]]
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/v1/batch" % self.httpd.server_address[1]
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.threads
+@pytest.mark.parametrize("depth", [1, 4])
+def test_batch_concurrency_bounds_batches_in_flight(herald, depth):
+    """batch_concurrency 1 sends one batch at a time; 4 keeps up to four in
+    flight (and no more); every event arrives once either way."""
+    server = SlowBatchServer(delay=0.2)
+    try:
+        n = 800
+        dest = {"name": "main", "backend": "rest", "url": server.url(), "mode": "batch",
+                "gzip": True, "batch_max_events": 50}
+        cfg = herald.config([dest], batch_concurrency=depth, flush_interval_ms=0)
+        started = time.monotonic()
+        res = herald.produce(cfg, n, flush_ms=60000)
+        took = time.monotonic() - started
+        assert res.flush == 0, res.describe()
+        assert sorted(server.seqs) == list(range(n))
+        assert server.max_in_flight == depth, server.max_in_flight
+        if depth == 4:
+            # 16 batches of 0.2 s one by one would take 3.2 s.
+            assert took < 2.5, "took %.2f s" % took
+    finally:
+        server.stop()

@@ -293,6 +293,28 @@ static void test_live_owner_file_is_left_alone(void **state)
     close(fd);
 }
 
+/* Files a process left while creating its staging file (killed before the
+ * rename, or before writing the header) hold nothing: removed at open. */
+static void test_unfinished_files_are_removed(void **state)
+{
+    fx *f = *state;
+    char fresh[600], blank[600];
+    snprintf(fresh, sizeof fresh, "%s/q.db-stagenew-1-aaaa", f->dir);
+    snprintf(blank, sizeof blank, "%s/q.db-stage-2-bbbb", f->dir);
+    const char *paths[] = {fresh, blank};
+    for (int i = 0; i < 2; i++) {
+        int fd = open(paths[i], O_RDWR | O_CREAT, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, 4096 + 65536), 0);
+        close(fd);
+    }
+    herald_client *c = open_client(f);
+    assert_int_equal(access(fresh, F_OK), -1);
+    assert_int_equal(access(blank, F_OK), -1);
+    assert_int_equal(staging_files(f, NULL, 0), 1); /* its own */
+    herald_close(c, 0);
+}
+
 /* The staging file is private, and an open client's events reach the queue
  * without any call (the ingest thread), and at herald_sync at the latest. */
 static void test_file_mode_and_background_commit(void **state)
@@ -326,6 +348,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_torn_record_is_not_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_owner_file_is_left_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfinished_files_are_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_mode_and_background_commit, setup, teardown),
     };
     return cmocka_run_group_tests_name("staging", tests, NULL, NULL);
