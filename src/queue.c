@@ -352,6 +352,13 @@ herald_status herald_queue_open(herald_queue **out, const herald_queue_config *c
     return HERALD_OK;
 }
 
+void herald_queue_set_cache_kib(herald_queue *q, unsigned kib)
+{
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%u", kib);
+    exec(q->db, pragma);
+}
+
 void herald_queue_forget(herald_queue *q)
 {
     /* The sqlite3 handle and its statements are left as they are: memory

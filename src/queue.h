@@ -193,6 +193,9 @@ herald_status herald_queue_replay(herald_queue *q, const char *destination,
                                   const char *const *destinations, size_t destination_count,
                                   int64_t now_ms, uint64_t *replayed);
 
+/* Bound this connection's page cache (KiB). */
+void herald_queue_set_cache_kib(herald_queue *q, unsigned kib);
+
 /* The last SQLite error text of this queue. */
 const char *herald_queue_errmsg(herald_queue *q);
 

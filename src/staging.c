@@ -607,6 +607,11 @@ herald_status herald_stage_open(herald_stage **out, const herald_queue_config *c
     s->ring = s->map + STAGE_HEADER;
 
     herald_status st = herald_queue_open(&s->q, config, err, errlen);
+    /* The ingest connection appends: the right edge of each tree and the
+     * counters are its working set. A small cache keeps the resident set
+     * small (docs/performance.md: peak RSS). */
+    if (st == HERALD_OK)
+        herald_queue_set_cache_kib(s->q, 256);
     if (st == HERALD_OK && pthread_create(&s->thread, NULL, ingest_main, s) != 0) {
         herald_error_format(err, errlen, "cannot start the ingest thread");
         st = HERALD_E_STORAGE;

@@ -65,7 +65,7 @@ typedef void (*herald_stage_committed_fn)(void *userdata, size_t events, int64_t
 
 /* Ring capacity (bytes of records). A record larger than a quarter of it is
  * not staged: the caller commits it directly. */
-#define HERALD_STAGE_CAPACITY (2u << 20)
+#define HERALD_STAGE_CAPACITY (1u << 20)
 
 /* Commit the records of dead processes' staging files of this queue (files
  * no live process holds), then remove those files. `q` is an open queue on
