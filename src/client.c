@@ -308,6 +308,7 @@ static void client_free(herald_client *c)
     pthread_cond_destroy(&c->drained);
     pthread_mutex_destroy(&c->mutex);
     pthread_mutex_destroy(&c->call_mutex);
+    pthread_mutex_destroy(&c->writer_mutex);
     free(c->user_id);
     free(c->db_path);
     free(c);
@@ -559,6 +560,7 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&c->mutex, NULL);
     pthread_mutex_init(&c->call_mutex, NULL);
+    pthread_mutex_init(&c->writer_mutex, NULL);
     c->fast_frame_stale = 1;
     pthread_cond_init(&c->drained, &attr);
     pthread_condattr_destroy(&attr);
@@ -590,6 +592,7 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     c->queue_config = qc;
     if ((st = herald_queue_open(&c->queue, &qc, err, sizeof err)) != HERALD_OK)
         goto fail;
+    herald_queue_share_writer(c->queue, &c->writer_mutex);
     {
         /* Events a killed process had staged: into the queue before the
          * identity is read (their session is the latest). */
@@ -619,7 +622,8 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
         else
             atomic_store(&c->near_bound, 1);
         pthread_mutex_unlock(&c->mutex);
-        if (herald_stage_open(&c->stage, &qc, stage_committed, c, sub, sizeof sub) != HERALD_OK)
+        if (herald_stage_open(&c->stage, &qc, &c->writer_mutex, stage_committed, c, sub,
+                              sizeof sub) != HERALD_OK)
             herald_log(&c->logger, HERALD_LOG_WARN, "staging off: %s", sub);
     }
     herald_log(&c->logger, HERALD_LOG_INFO, "opened %s with %zu destinations", c->db_path,

@@ -80,6 +80,7 @@ struct herald_client {
     char *fast_buf;              /* assembled bodies */
     size_t fast_buf_cap;
 
+    pthread_mutex_t writer_mutex; /* SQLite write transactions of this client's connections */
     pthread_mutex_t mutex;
     pthread_cond_t drained;      /* broadcast after every delivery outcome */
 

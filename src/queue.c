@@ -1,6 +1,7 @@
 #include "queue.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -112,6 +113,8 @@ struct herald_queue {
     sqlite3_stmt *stmt[ST_COUNT];
     herald_queue_config config;
     const herald_logger *logger;
+    pthread_mutex_t *writer; /* shared by this process's connections, or NULL */
+    int writer_held;
 };
 
 const char *herald_queue_errmsg(herald_queue *q)
@@ -136,20 +139,42 @@ static int step_done(sqlite3_stmt *s)
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
+/* Write transactions. Connections of one process take turns on the shared
+ * writer mutex first: SQLite's own busy handler would sleep a millisecond or
+ * more each time the other connection holds the write lock. */
+static void writer_release(herald_queue *q)
+{
+    if (q->writer_held) {
+        q->writer_held = 0;
+        pthread_mutex_unlock(q->writer);
+    }
+}
+
 static int begin(herald_queue *q)
 {
-    return step_done(statement(q, ST_BEGIN));
+    if (q->writer) {
+        pthread_mutex_lock(q->writer);
+        q->writer_held = 1;
+    }
+    int rc = step_done(statement(q, ST_BEGIN));
+    if (rc != SQLITE_OK)
+        writer_release(q);
+    return rc;
 }
 
 static int commit(herald_queue *q)
 {
-    return step_done(statement(q, ST_COMMIT));
+    int rc = step_done(statement(q, ST_COMMIT));
+    if (rc == SQLITE_OK)
+        writer_release(q);
+    return rc; /* on failure the transaction stays open: the caller rolls back */
 }
 
 static void rollback(herald_queue *q)
 {
     if (!sqlite3_get_autocommit(q->db))
         step_done(statement(q, ST_ROLLBACK));
+    writer_release(q);
 }
 
 static int counter_add(herald_queue *q, const char *name, int64_t delta)
@@ -350,6 +375,11 @@ herald_status herald_queue_open(herald_queue **out, const herald_queue_config *c
     }
     *out = q;
     return HERALD_OK;
+}
+
+void herald_queue_share_writer(herald_queue *q, pthread_mutex_t *writer)
+{
+    q->writer = writer;
 }
 
 void herald_queue_set_cache_kib(herald_queue *q, unsigned kib)

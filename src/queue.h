@@ -10,6 +10,7 @@
 #define HERALD_QUEUE_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -192,6 +193,11 @@ herald_status herald_queue_dead_letters_json(herald_queue *q, uint64_t limit, ch
 herald_status herald_queue_replay(herald_queue *q, const char *destination,
                                   const char *const *destinations, size_t destination_count,
                                   int64_t now_ms, uint64_t *replayed);
+
+/* Have this connection's write transactions (those of push, settle,
+ * replay, erase, release) take `writer` first: connections of one process
+ * sharing it wait on each other without SQLite's busy sleeps. */
+void herald_queue_share_writer(herald_queue *q, pthread_mutex_t *writer);
 
 /* Bound this connection's page cache (KiB). */
 void herald_queue_set_cache_kib(herald_queue *q, unsigned kib);

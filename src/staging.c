@@ -526,8 +526,8 @@ static void stage_free(herald_stage *s)
 }
 
 herald_status herald_stage_open(herald_stage **out, const herald_queue_config *config,
-                                herald_stage_committed_fn committed, void *userdata,
-                                char *err, size_t errlen)
+                                pthread_mutex_t *writer, herald_stage_committed_fn committed,
+                                void *userdata, char *err, size_t errlen)
 {
     *out = NULL;
     herald_stage *s = calloc(1, sizeof *s);
@@ -610,8 +610,10 @@ herald_status herald_stage_open(herald_stage **out, const herald_queue_config *c
     /* The ingest connection appends: the right edge of each tree and the
      * counters are its working set. A small cache keeps the resident set
      * small (docs/performance.md: peak RSS). */
-    if (st == HERALD_OK)
+    if (st == HERALD_OK) {
         herald_queue_set_cache_kib(s->q, 256);
+        herald_queue_share_writer(s->q, writer);
+    }
     if (st == HERALD_OK && pthread_create(&s->thread, NULL, ingest_main, s) != 0) {
         herald_error_format(err, errlen, "cannot start the ingest thread");
         st = HERALD_E_STORAGE;

@@ -32,6 +32,7 @@
 #ifndef HERALD_STAGING_H
 #define HERALD_STAGING_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,10 +77,11 @@ herald_status herald_stage_recover(herald_queue *q, const char *queue_path,
                                    size_t errlen);
 
 /* Create this client's staging file and start its ingest thread, which
- * commits through its own queue connection opened with `config`. */
+ * commits through its own queue connection opened with `config`, sharing
+ * `writer` (may be NULL) with the client's (herald_queue_share_writer). */
 herald_status herald_stage_open(herald_stage **out, const herald_queue_config *config,
-                                herald_stage_committed_fn committed, void *userdata,
-                                char *err, size_t errlen);
+                                pthread_mutex_t *writer, herald_stage_committed_fn committed,
+                                void *userdata, char *err, size_t errlen);
 
 /* Commit everything staged, stop the thread, remove the file. */
 void herald_stage_close(herald_stage *s);
