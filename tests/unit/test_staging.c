@@ -123,12 +123,13 @@ static int staging_files(const fx *f, char *first, size_t len)
     return n;
 }
 
-/* A child tracks `count` events (seq property 1..count), pausing
- * `pause_ms` half-way, then kills itself with SIGKILL right after the last
+/* A child tracks `count` events (seq property 1..count), with `pause`
+ * waiting half-way until the first half is committed (herald_sync), then
+ * kills itself with SIGKILL right after the last
  * call returns. With `block`, the parent holds the queue file's write lock
  * while the child tracks, so nothing staged is committed before the kill.
  * Returns the number the child reported accepted. */
-static long run_killed_child(const fx *f, long count, int pause_ms, int block)
+static long run_killed_child(const fx *f, long count, int pause, int block)
 {
     int up[2], down[2];
     assert_int_equal(pipe(up), 0);
@@ -149,10 +150,8 @@ static long run_killed_child(const fx *f, long count, int pause_ms, int block)
             snprintf(props, sizeof props, "{\"seq\":%ld}", i);
             if (herald_track(c, "Killed", props) != HERALD_OK)
                 _exit(3);
-            if (i == count / 2 && pause_ms > 0) {
-                struct timespec ts = {pause_ms / 1000, (long)(pause_ms % 1000) * 1000000L};
-                nanosleep(&ts, NULL);
-            }
+            if (i == count / 2 && pause && herald_sync(c, 60000) != HERALD_OK)
+                _exit(6);
         }
         long done = count;
         if (write(up[1], &done, sizeof done) != (ssize_t)sizeof done)
@@ -214,9 +213,9 @@ static void test_kill_then_recover_exactly_once(void **state)
 static void test_partly_committed_log_is_not_replayed(void **state)
 {
     fx *f = *state;
-    long accepted = run_killed_child(f, 2000, 300, 0);
+    long accepted = run_killed_child(f, 2000, 1, 0);
     assert_int_equal(accepted, 2000);
-    /* The first half was committed during the pause. */
+    /* The first half was committed at the pause. */
     assert_true(db_int(f->path, "SELECT count(*) FROM events") >= 1000);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM meta WHERE key LIKE 'stage:%'"), 1);
 
