@@ -405,6 +405,7 @@ static herald_status after_fork(herald_client *c)
      * commits each call directly. */
     herald_stage_forget(c->stage);
     c->stage = NULL;
+    herald_idgen_reset(&c->idgen); /* the parent goes on with its sequence */
     if (c->queue)
         herald_queue_forget(c->queue);
     c->queue = NULL;
@@ -547,6 +548,8 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     c->clock_ctx = opts->clock ? opts->clock_ctx : NULL;
     c->random = (herald_random){opts->random, opts->random_ctx};
     herald_random_fill(&c->random, &c->random_state, sizeof c->random_state);
+    c->idgen.random = &c->random;
+    herald_idgen_reset(&c->idgen);
     /* The snapshot keeps what the option strings said; the pointers are
      * the caller's and are not kept. */
     herald_host_info host;
@@ -1017,9 +1020,10 @@ static herald_status commit_message(herald_client *c, json_t *message, int64_t n
         .now_ms = now, .anonymous_id = c->anonymous_id, .user_id = c->user_id,
         .max_event_bytes = c->options.max_event_bytes, .context = c->context,
         .traits = c->traits, .group_id = c->group_id, .session_id = ch->session_id,
-        .session_sequence = ch->session_sequence, .new_message_id = herald_uuid_random,
-        .new_message_id_ctx = &c->random,
+        .session_sequence = ch->session_sequence, .new_message_id = herald_uuid_v7,
+        .new_message_id_ctx = &c->idgen,
     };
+    c->idgen.now_ms = now;
     const char **destinations = calloc(c->destination_count + 1, sizeof *destinations);
     if (destinations == NULL) {
         json_decref(message);
@@ -1227,7 +1231,8 @@ static int fast_call(herald_client *c, const char *type, const char *name,
         c->fast_buf_cap = bound;
     }
     char id[37];
-    herald_uuid_random(id, &c->random);
+    c->idgen.now_ms = now;
+    herald_uuid_v7(id, &c->idgen);
     ch.session_sequence++;
     size_t length = herald_fast_assemble(c->fast_frame, &a, now, id, ch.session_id,
                                          ch.session_sequence, c->fast_buf, c->fast_buf_cap);

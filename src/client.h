@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "backend.h"
+#include "event.h"
 #include "herald/herald.h"
 #include "log.h"
 #include "queue.h"
@@ -90,6 +91,7 @@ struct herald_client {
     size_t destination_count;
 
     herald_random random;        /* ids and jitter */
+    herald_idgen idgen;          /* message ids (under call_mutex) */
     herald_redactor *redactor;   /* immutable after open; NULL: redaction off */
     herald_before_store_fn before_store;
     void *before_store_userdata;

@@ -12,12 +12,8 @@
 
 static const char *const message_types[] = {"track", "page", "screen", "identify", "group", "alias"};
 
-void herald_uuid_random(char out[37], void *ctx)
+static void uuid_format(const unsigned char b[16], char out[37])
 {
-    unsigned char b[16];
-    herald_random_fill(ctx, b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     for (size_t i = 0; i < 16; i++) {
@@ -27,6 +23,59 @@ void herald_uuid_random(char out[37], void *ctx)
         out[o++] = hex[b[i] & 15];
     }
     out[o] = '\0';
+}
+
+void herald_uuid_random(char out[37], void *ctx)
+{
+    unsigned char b[16];
+    herald_random_fill(ctx, b, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    uuid_format(b, out);
+}
+
+void herald_idgen_reset(herald_idgen *g)
+{
+    g->last_ms = INT64_MIN;
+}
+
+/* 74 fresh random bits for a new millisecond: rand_a's top bit is left
+ * clear, so a millisecond has at least 2^73 ids before it borrows the next. */
+static void idgen_seed(herald_idgen *g)
+{
+    unsigned char r[10];
+    herald_random_fill(g->random, r, sizeof r);
+    g->rand_a = (uint16_t)(((r[0] & 0x07) << 8) | r[1]);
+    uint64_t b = 0;
+    for (int i = 2; i < 10; i++)
+        b = (b << 8) | r[i];
+    g->rand_b = b & ((UINT64_C(1) << 62) - 1);
+}
+
+void herald_uuid_v7(char out[37], void *ctx)
+{
+    herald_idgen *g = ctx;
+    int64_t ms = g->now_ms < 0 ? 0 : g->now_ms;
+    if (g->last_ms == INT64_MIN || ms > g->last_ms) {
+        g->last_ms = ms;
+        idgen_seed(g);
+    } else if (++g->rand_b >> 62) { /* same millisecond (or the clock went back) */
+        g->rand_b = 0;
+        if (++g->rand_a >> 12) { /* 2^73 ids in one ms: borrow the next one */
+            g->last_ms++;
+            idgen_seed(g);
+        }
+    }
+    uint64_t t = (uint64_t)g->last_ms;
+    unsigned char b[16];
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(t >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | (g->rand_a >> 8)); /* version 7 */
+    b[7] = (unsigned char)g->rand_a;
+    b[8] = (unsigned char)(0x80 | ((g->rand_b >> 56) & 0x3f)); /* RFC 9562 variant */
+    for (int i = 9; i < 16; i++)
+        b[i] = (unsigned char)(g->rand_b >> (8 * (15 - i)));
+    uuid_format(b, out);
 }
 
 void herald_format_timestamp(int64_t unix_ms, char buf[25])

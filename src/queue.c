@@ -266,8 +266,16 @@ fail:
 static int create_private(const char *path)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno == EEXIST ? 0 : -1;
+    if (fd < 0) {
+        struct stat st;
+        if (errno != EEXIST || stat(path, &st) != 0)
+            return -1;
+        if (S_ISDIR(st.st_mode)) {
+            errno = EISDIR; /* say so, rather than SQLite's "unable to open" */
+            return -1;
+        }
+        return 0;
+    }
     close(fd);
     return 0;
 }

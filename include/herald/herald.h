@@ -134,7 +134,8 @@ typedef enum herald_consent_policy {
 typedef int64_t (*herald_clock_fn)(void *ctx);
 
 /* Injectable random source: fill `len` bytes. Must be thread-safe. Used for
- * anonymous ids, messageIds (UUID v4 from 16 bytes) and retry jitter. */
+ * anonymous ids (UUID v4 from 16 bytes), the seed of messageIds (UUIDv7:
+ * 10 bytes at each new millisecond, see docs/events.md) and retry jitter. */
 typedef void (*herald_random_fn)(void *buf, size_t len, void *ctx);
 
 /* What a before_store hook decides. */
@@ -240,8 +241,8 @@ typedef struct herald_options {
 
     /* Requests in flight at once for a batch destination. 1 sends its
      * batches strictly one after another, in order; more overlaps their
-     * round trips (throughput on a fast link, docs/performance.md), and a
-     * later batch may then arrive before an earlier one. */
+     * round trips (throughput to a distant server), and a later batch may
+     * then arrive before an earlier one. */
     uint32_t batch_concurrency;      /* 1 */
 } herald_options;
 

@@ -271,6 +271,30 @@ static int is_uuid_v4(const char *s)
     return s[14] == '4' && strchr("89ab", s[19]) != NULL;
 }
 
+/* A message id: a UUIDv7. */
+static int is_uuid_v7(const char *s)
+{
+    if (s == NULL || strlen(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' ||
+        s[23] != '-' || s[14] != '7' || strchr("89ab", s[19]) == NULL)
+        return 0;
+    for (int i = 0; i < 36; i++)
+        if (s[i] != '-' && !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* A UUIDv7 whose 48-bit time is `ms`. */
+static int is_uuid_v7_at(const char *s, int64_t ms)
+{
+    if (!is_uuid_v7(s))
+        return 0;
+    char hex[13];
+    memcpy(hex, s, 8);
+    memcpy(hex + 8, s + 9, 4);
+    hex[12] = '\0';
+    return strtoll(hex, NULL, 16) == ms;
+}
+
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" within a minute of now. */
 static void assert_timestamp_now(const char *s)
 {
@@ -302,8 +326,8 @@ static void assert_segment_shape(json_t *e, const char *type, const char *anonym
 {
     assert_true(json_is_object(e));
     assert_string_equal(str(e, "type"), type);
-    if (!is_uuid_v4(str(e, "messageId")))
-        fail_msg("messageId %s is not a v4 UUID", str(e, "messageId"));
+    if (!is_uuid_v7(str(e, "messageId")))
+        fail_msg("messageId %s is not a v7 UUID", str(e, "messageId"));
     assert_timestamp_now(str(e, "timestamp"));
     assert_string_equal(str(e, "anonymousId"), anonymous_id);
     json_t *library = json_object_get(json_object_get(e, "context"), "library");
@@ -752,9 +776,9 @@ static void test_injected_clock_and_random(void **state)
     json_t *e0 = json_array_get(events, 0), *e1 = json_array_get(events, 1);
     assert_string_equal(str(e0, "timestamp"), "2023-11-14T22:13:20.123Z");
     assert_string_equal(str(e1, "timestamp"), "2023-11-14T22:13:21.123Z");
-    assert_true(rng_made(&f->rng, str(e0, "messageId")));
-    assert_true(rng_made(&f->rng, str(e1, "messageId")));
-    assert_true(is_uuid_v4(str(e0, "messageId")));
+    /* Message ids: UUIDv7 at the injected clock. */
+    assert_true(is_uuid_v7_at(str(e0, "messageId"), 1700000000123LL));
+    assert_true(is_uuid_v7_at(str(e1, "messageId"), 1700000001123LL));
     assert_string_not_equal(str(e0, "messageId"), str(e1, "messageId"));
     assert_string_not_equal(str(e0, "messageId"), anon);
     assert_string_equal(str(e0, "anonymousId"), anon);

@@ -198,11 +198,14 @@ static void test_injected_fields(void **state)
 
     json_t *e = stored_event(f, 0);
     assert_string_equal(path_string(e, "timestamp", NULL, NULL), "2026-11-24T06:00:00.000Z");
-    /* fill 0 went to the jitter seed, 1 to the anonymous id, 2 to the messageId. */
+    /* fill 0 went to the jitter seed, 1 to the anonymous id (v4), 2 to the
+     * seed of the messageId: a UUIDv7, the clock's ms (0x01a20c23c300) in
+     * its first 48 bits, version 7, rand_a 0x202 (the seed's first 11 bits),
+     * variant 10, rand_b from the seed. */
     assert_string_equal(path_string(e, "anonymousId", NULL, NULL),
                         "01010101-0101-4101-8101-010101010101");
     assert_string_equal(path_string(e, "messageId", NULL, NULL),
-                        "02020202-0202-4202-8202-020202020202");
+                        "01a20c23-c300-7202-8202-020202020202");
     assert_string_equal(path_string(e, "context", "app", "name"), "Acme Notes");
     assert_string_equal(path_string(e, "context", "app", "version"), "3.2.1");
     assert_string_equal(path_string(e, "context", "app", "build"), "3210");

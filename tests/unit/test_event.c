@@ -616,6 +616,37 @@ static void test_real_ids_in_events(void **state)
     json_decref(m);
 }
 
+/* Message ids: UUIDv7, strictly increasing within a generator (same
+ * millisecond, a new one, a clock that steps back), time in the top bits. */
+static void test_uuid_v7_monotonic(void **state)
+{
+    (void)state;
+    herald_idgen g = {.random = NULL};
+    herald_idgen_reset(&g);
+    char prev[37] = "", id[37];
+    int64_t times[] = {1700000000000LL, 1700000000000LL, 1700000000001LL, 1699999999000LL};
+    for (size_t t = 0; t < sizeof times / sizeof *times; t++) {
+        g.now_ms = times[t];
+        for (int i = 0; i < 5000; i++) {
+            herald_uuid_v7(id, &g);
+            assert_int_equal(strlen(id), 36);
+            assert_int_equal(id[14], '7');
+            assert_non_null(strchr("89ab", id[19]));
+            if (prev[0] != '\0' && strcmp(prev, id) >= 0)
+                fail_msg("not increasing: %s then %s", prev, id);
+            memcpy(prev, id, sizeof id);
+        }
+    }
+    /* The clock stepped back: ids stay on the latest millisecond. */
+    assert_int_equal(strncmp(id, "018bcfe5-6801", 13), 0);
+    /* A reset (fork) reseeds: the next id is not the last one plus one. */
+    herald_idgen_reset(&g);
+    g.now_ms = 1700000000001LL;
+    herald_uuid_v7(id, &g);
+    assert_int_equal(strncmp(id, "018bcfe5-6801", 13), 0);
+    assert_string_not_equal(id, prev);
+}
+
 static void fill_counting(void *buf, size_t len, void *user)
 {
     (void)user;
@@ -797,6 +828,7 @@ int main(void)
         T(test_utf8_valid),
         T(test_uuid_random),
         T(test_real_ids_in_events),
+        T(test_uuid_v7_monotonic),
         T(test_uuid_from_injected_random),
         T(test_context_enrichment),
         T(test_page_url_enrichment),

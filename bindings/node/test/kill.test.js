@@ -66,7 +66,11 @@ describe('durability', () => {
     // Every accepted seq must arrive (the bridge reports asynchronously).
     const arrived = () => new Set(receiver.events.map((e) => e.properties.seq));
     const deadline = Date.now() + 10000;
-    while ([...accepted].some((s) => !arrived().has(s)) && Date.now() < deadline) {
+    const missing = () => {
+      const got = arrived(); // once per check: accepted can hold 100,000 seqs
+      return [...accepted].some((s) => !got.has(s));
+    };
+    while (missing() && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
     const got = arrived();
