@@ -64,9 +64,13 @@ typedef struct herald_stage_entry {
 typedef void (*herald_stage_committed_fn)(void *userdata, size_t events, int64_t queued_events,
                                           int64_t queued_bytes);
 
-/* Ring capacity (bytes of records). A record larger than a quarter of it is
- * not staged: the caller commits it directly. */
-#define HERALD_STAGE_CAPACITY (1u << 20)
+/* Ring capacity (bytes of records): 1.5 MiB, about 2,500 typical events,
+ * a multiple of the 256 KiB chunks the ingest thread releases from the
+ * resident set. Larger rides out longer bursts (a 1 MiB ring made about one
+ * call in a thousand wait a millisecond); smaller keeps the peak RSS lower.
+ * A record larger than a quarter of it is not staged: the caller commits it
+ * directly. */
+#define HERALD_STAGE_CAPACITY (3u << 19)
 
 /* Commit the records of dead processes' staging files of this queue (files
  * no live process holds), then remove those files. `q` is an open queue on

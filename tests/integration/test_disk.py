@@ -66,7 +66,7 @@ def test_full_disk_then_recovery(herald, receiver, tiny_fs):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A tmpfs with room for a staging file (2 MiB) and little more."""
+    """A tmpfs with room for a staging file (1.5 MiB) and little more."""
     mnt = tmp_path / "small"
     mnt.mkdir()
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2600k,mode=0700", "tmpfs", str(mnt)],
