@@ -362,6 +362,20 @@ static void store_len(unsigned char *at, uint32_t len)
     __atomic_store_n((uint32_t *)(void *)at, len, __ATOMIC_RELEASE);
 }
 
+/* The CLOCK_MONOTONIC time ms from now (the conditions' clock). */
+static struct timespec deadline_in(long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 static void set_error(herald_stage *s, const char *message)
 {
     pthread_mutex_lock(&s->mu);
@@ -448,15 +462,7 @@ static void *ingest_main(void *arg)
             /* Re-check after announcing sleep: a producer that published
              * before seeing `sleeping` is seen here. */
             if (backoff_ms || atomic_load(&s->head_pub) == atomic_load(&s->tail)) {
-                uint32_t ms = backoff_ms ? backoff_ms : 1000;
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_sec += ms / 1000;
-                ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
+                struct timespec ts = deadline_in(backoff_ms ? (long)backoff_ms : 1000);
                 pthread_cond_timedwait(&s->wake, &s->mu, &ts);
             }
             atomic_store(&s->sleeping, 0);
@@ -632,16 +638,7 @@ herald_status herald_stage_open(herald_stage **out, const herald_queue_config *c
 herald_status herald_stage_sync(herald_stage *s, int timeout_ms, char *err, size_t errlen)
 {
     uint64_t target = atomic_load(&s->head_pub);
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    if (timeout_ms >= 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec deadline = deadline_in(timeout_ms >= 0 ? timeout_ms : 0);
     herald_status st = HERALD_OK;
     pthread_mutex_lock(&s->mu);
     pthread_cond_signal(&s->wake);
@@ -728,14 +725,7 @@ void herald_stage_forget(herald_stage *s)
 /* Wait (caller holds s->mu) until `need` bytes are free. */
 static int wait_space(herald_stage *s, uint64_t need, int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = deadline_in(timeout_ms);
     while (s->head + need - atomic_load(&s->tail) > s->capacity) {
         if (s->failing)
             return -1; /* the ingest cannot commit: waiting would not help */

@@ -1,9 +1,12 @@
 """A queue on a full disk, and a corrupt queue file.
 
-The queue lives on a tmpfs of 256 KiB (the tests run as root, as CI does):
-once the file system is full, calls fail with HERALD_E_STORAGE and a clear
-message; every call that returned OK is in the file, which stays intact; when
-space returns, calls succeed again and everything accepted is delivered.
+The queue lives on a small tmpfs (the tests run as root, as CI does). On
+256 KiB, too small for a staging file, every call commits directly: once the
+file system is full, calls fail with HERALD_E_STORAGE and a clear message;
+every call that returned OK is in the file, which stays intact; when space
+returns, calls succeed again and everything accepted is delivered. On 2.6 MB
+the staging file fits and keeps taking events after the queue file is full,
+until its ring is; none of them is lost.
 """
 
 import json
@@ -16,19 +19,24 @@ import pytest
 HERALD_E_STORAGE = -6
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mnt)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def mounted_tmpfs(path, size):
+    """Mount a tmpfs of `size` at path (a new directory); yields it."""
+    path.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs",
+                        str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if p.returncode != 0:
         pytest.fail("cannot mount a tmpfs for the disk-full test (needs root): " + p.stdout,
                     pytrace=False)
     try:
-        yield mnt
+        yield path
     finally:
-        subprocess.run(["umount", "-l", str(mnt)])
+        subprocess.run(["umount", "-l", str(path)])
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """Too small for a staging file: every call commits directly."""
+    yield from mounted_tmpfs(tmp_path / "tiny", "256k")
 
 
 def test_full_disk_then_recovery(herald, receiver, tiny_fs):
@@ -66,18 +74,8 @@ def test_full_disk_then_recovery(herald, receiver, tiny_fs):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A tmpfs with room for a staging file (1.5 MiB) and little more."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2600k,mode=0700", "tmpfs", str(mnt)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if p.returncode != 0:
-        pytest.fail("cannot mount a tmpfs for the disk-full test (needs root): " + p.stdout,
-                    pytrace=False)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)])
+    """Room for a staging file (1.5 MiB) and little more."""
+    yield from mounted_tmpfs(tmp_path / "small", "2600k")
 
 
 def test_full_disk_with_staging_loses_nothing(herald, receiver, small_fs):
