@@ -211,8 +211,8 @@ static void assert_rejected(const char *value)
     int64_t delay = SENTINEL;
     int rc = herald_retry_after_parse(value, 1700000000000LL, &delay);
     if (rc != 0)
-        fail_msg("herald_retry_after_parse(\"%.40s\") returned %d (delay %lld), expected 0", value,
-                 rc, (long long)delay);
+        fail_msg("herald_retry_after_parse(\"%.40s\") returned %d (delay %lld), expected 0",
+                 value ? value : "(null)", rc, (long long)delay);
     assert_int_equal(delay, SENTINEL);
 }
 

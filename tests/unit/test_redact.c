@@ -74,23 +74,23 @@ static char *redact_ctx(const herald_redactor *r, const char *s, herald_redact_c
 static void check_value(const herald_redactor *r, const char *input, const char *expected)
 {
     char *out = redact_ctx(r, input, HERALD_REDACT_VALUE, NULL);
-    if (strcmp(out, expected) != 0) {
+    int bad = strcmp(out, expected) != 0;
+    if (bad)
         print_error("value  %s\n  got  %s\n  want %s\n", input, out, expected);
-        free(out);
-        fail();
-    }
     free(out);
+    if (bad)
+        fail();
 }
 
 static void check_url(const herald_redactor *r, const char *input, const char *expected)
 {
     char *out = redact_ctx(r, input, HERALD_REDACT_URL, NULL);
-    if (strcmp(out, expected) != 0) {
+    int bad = strcmp(out, expected) != 0;
+    if (bad)
         print_error("url    %s\n  got  %s\n  want %s\n", input, out, expected);
-        free(out);
-        fail();
-    }
     free(out);
+    if (bad)
+        fail();
 }
 
 static void check_kept(const herald_redactor *r, const char *input)
