@@ -600,9 +600,12 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
         /* Events a killed process had staged: into the queue before the
          * identity is read (their session is the latest). */
         uint64_t recovered = 0;
-        if ((st = herald_stage_recover(c->queue, c->db_path, &c->logger, &recovered, err,
-                                       sizeof err)) != HERALD_OK)
-            goto fail;
+        char sub[ERR_MAX] = "";
+        /* Not fatal: the events stay in their file, which the next open
+         * tries again; the app keeps working meanwhile. */
+        if (herald_stage_recover(c->queue, c->db_path, &c->logger, &recovered, sub,
+                                 sizeof sub) != HERALD_OK)
+            herald_log(&c->logger, HERALD_LOG_WARN, "staged events not recovered: %s", sub);
     }
     if ((st = load_identity(c, err, sizeof err)) != HERALD_OK)
         goto fail;

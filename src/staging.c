@@ -821,8 +821,7 @@ static herald_status recover_file(herald_queue *q, const char *path, int fd,
         h->header_size != STAGE_HEADER || h->capacity + STAGE_HEADER > (uint64_t)st.st_size ||
         h->capacity % 16 != 0 || h->tail % 16 != 0) {
         munmap(map, (size_t)st.st_size);
-        herald_log(logger, HERALD_LOG_WARN, "staging file %s is not one: left alone", path);
-        herald_error_format(err, errlen, "unrecognised staging file %s", path);
+        herald_error_format(err, errlen, "%s is not a herald staging file (left alone)", path);
         return HERALD_E_STORAGE;
     }
     char *key = meta_key_for(path);

@@ -74,8 +74,9 @@ typedef void (*herald_stage_committed_fn)(void *userdata, size_t events, int64_t
 
 /* Commit the records of dead processes' staging files of this queue (files
  * no live process holds), then remove those files. `q` is an open queue on
- * the same file. Returns HERALD_OK or HERALD_E_STORAGE (err says why; the
- * files are kept for the next open). *recovered counts events. */
+ * the same file. Returns HERALD_OK, or HERALD_E_STORAGE when a file could not
+ * be recovered (err says which and why; that file is kept for the next open,
+ * the others are recovered all the same). *recovered counts events. */
 herald_status herald_stage_recover(herald_queue *q, const char *queue_path,
                                    const herald_logger *logger, uint64_t *recovered, char *err,
                                    size_t errlen);

@@ -314,6 +314,114 @@ static void test_unfinished_files_are_removed(void **state)
     herald_close(c, 0);
 }
 
+static int warned;
+
+static void count_warnings(herald_log_level level, const char *message, void *userdata)
+{
+    (void)userdata;
+    if (level == HERALD_LOG_WARN && strstr(message, "not a herald staging file") != NULL)
+        warned++;
+}
+
+/* A file that only looks like a staging file by its name does not stop the
+ * client from opening: it is reported and left alone. */
+static void test_foreign_file_does_not_stop_open(void **state)
+{
+    fx *f = *state;
+    char foreign[600];
+    snprintf(foreign, sizeof foreign, "%s/q.db-stage-9-zzzz", f->dir);
+    int fd = open(foreign, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    char junk[8192];
+    memset(junk, 'x', sizeof junk);
+    assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    close(fd);
+
+    herald_options o;
+    herald_options_init(&o);
+    o.db_path = f->path;
+    o.deliver = 0;
+    o.log = count_warnings;
+    warned = 0;
+    herald_client *c = NULL;
+    assert_int_equal(herald_open(&c, &o), HERALD_OK);
+    assert_int_equal(warned, 1);
+    assert_int_equal(herald_track(c, "e", NULL), HERALD_OK);
+    herald_close(c, 0);
+    assert_int_equal(access(foreign, F_OK), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 1);
+}
+
+/* While another connection holds the queue file's write lock, events stay
+ * staged: herald_sync times out and says why, the stats still answer, and
+ * once the lock goes everything is committed. */
+static void test_sync_times_out_while_the_file_is_locked(void **state)
+{
+    fx *f = *state;
+    herald_client *c = open_client(f);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(herald_track(c, "e", NULL), HERALD_OK);
+    assert_int_equal(herald_sync(c, 200), HERALD_E_TIMEOUT);
+    char why[512] = "";
+    herald_last_error(c, why, sizeof why);
+    assert_non_null(strstr(why, "not in the queue yet"));
+    herald_stats s = {.struct_size = sizeof s};
+    assert_int_equal(herald_stats_get(c, &s), HERALD_OK);
+    assert_int_equal(s.queued, 0);
+
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(herald_sync(c, 20000), HERALD_OK);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 10);
+    herald_close(c, 0);
+}
+
+/* An event too large for the ring is committed directly, after what was
+ * staged before it: the queue keeps the calls' order. */
+static void test_large_event_commits_directly_in_order(void **state)
+{
+    fx *f = *state;
+    herald_options o;
+    herald_options_init(&o);
+    o.db_path = f->path;
+    o.deliver = 0;
+    o.max_event_bytes = 1u << 20;
+    herald_client *c = NULL;
+    assert_int_equal(herald_open(&c, &o), HERALD_OK);
+    size_t big = 500 * 1024;
+    char *props = malloc(big + 32);
+    assert_non_null(props);
+    const char *head = "{\"seq\":2,\"pad\":\"";
+    size_t h = strlen(head);
+    memcpy(props, head, h);
+    memset(props + h, 'x', big);
+    memcpy(props + h + big, "\"}", 3);
+    assert_int_equal(herald_track(c, "small", "{\"seq\":1}"), HERALD_OK);
+    assert_int_equal(herald_track(c, "large", props), HERALD_OK);
+    assert_int_equal(herald_track(c, "small", "{\"seq\":3}"), HERALD_OK);
+    free(props);
+    herald_close(c, 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 3);
+    char *order = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT group_concat(s, ',') FROM (SELECT json_extract("
+                                        "body, '$.properties.seq') AS s FROM events ORDER BY id)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    order = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_string_equal(order, "1,2,3");
+    free(order);
+}
+
 /* The staging file is private, and an open client's events reach the queue
  * without any call (the ingest thread), and at herald_sync at the latest. */
 static void test_file_mode_and_background_commit(void **state)
@@ -348,6 +456,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_record_is_not_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_owner_file_is_left_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfinished_files_are_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_file_does_not_stop_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_times_out_while_the_file_is_locked, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_large_event_commits_directly_in_order, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_file_mode_and_background_commit, setup, teardown),
     };
     return cmocka_run_group_tests_name("staging", tests, NULL, NULL);
