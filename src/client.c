@@ -1058,6 +1058,39 @@ static herald_status commit_message(herald_client *c, json_t *message, int64_t n
     return st;
 }
 
+/* The end of an event call (call_mutex held): a stored event moves the
+ * session on and applies the identity change (taking over its fields); a
+ * refused one is recorded. */
+static void call_settled(herald_client *c, herald_status st, identity_change *ch,
+                         const char *err)
+{
+    if (st != HERALD_OK) {
+        call_failed(c, err[0] ? err : herald_strerror(st));
+        count_call(c, "rejected");
+        return;
+    }
+    c->session_id = ch->session_id;
+    c->session_last_ms = ch->session_last_ms;
+    c->session_sequence = ch->session_sequence;
+    if (ch->user_id || ch->traits || ch->group_id)
+        c->fast_frame_stale = 1;
+    if (ch->user_id) {
+        free(c->user_id);
+        c->user_id = ch->user_id;
+        ch->user_id = NULL;
+    }
+    if (ch->traits) {
+        json_decref(c->traits);
+        c->traits = ch->traits;
+        ch->traits = NULL;
+    }
+    if (ch->group_id) {
+        free(c->group_id);
+        c->group_id = ch->group_id;
+        ch->group_id = NULL;
+    }
+}
+
 /* Validate, enrich and commit one message. Takes over `message`.
  * The whole of it runs under the call mutex: the session sequence and
  * identity must advance in the order events are stored. */
@@ -1129,31 +1162,7 @@ static herald_status enqueue(herald_client *c, json_t *message)
     }
     json_decref(message);
 
-    if (st == HERALD_OK) {
-        c->session_id = ch.session_id;
-        c->session_last_ms = ch.session_last_ms;
-        c->session_sequence = ch.session_sequence;
-        if (ch.user_id || ch.traits || ch.group_id)
-            c->fast_frame_stale = 1;
-        if (ch.user_id) {
-            free(c->user_id);
-            c->user_id = ch.user_id;
-            ch.user_id = NULL;
-        }
-        if (ch.traits) {
-            json_decref(c->traits);
-            c->traits = ch.traits;
-            ch.traits = NULL;
-        }
-        if (ch.group_id) {
-            free(c->group_id);
-            c->group_id = ch.group_id;
-            ch.group_id = NULL;
-        }
-    } else {
-        call_failed(c, err[0] ? err : herald_strerror(st));
-        count_call(c, "rejected");
-    }
+    call_settled(c, st, &ch, err);
     pthread_mutex_unlock(&c->call_mutex);
     identity_change_free(&ch);
     return st;
@@ -1249,14 +1258,7 @@ static int fast_call(herald_client *c, const char *type, const char *name,
     char err[ERR_MAX] = "";
     herald_status st = store_event(c, now, a.type, c->fast_buf, length, c->destination_names,
                                    c->destination_count, &ch, &none, err, sizeof err);
-    if (st == HERALD_OK) {
-        c->session_id = ch.session_id;
-        c->session_last_ms = ch.session_last_ms;
-        c->session_sequence = ch.session_sequence;
-    } else {
-        call_failed(c, err[0] ? err : herald_strerror(st));
-        count_call(c, "rejected");
-    }
+    call_settled(c, st, &ch, err);
     *result = st;
     handled = 1;
 out:
