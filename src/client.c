@@ -985,8 +985,8 @@ static herald_status store_event(herald_client *c, int64_t now, const char *type
                atomic_load(&c->near_bound);
     if (c->stage != NULL && !near) {
         herald_stage_entry e = {
-            .created_ms = now, .type = type, .body = body, .body_len = length,
-            .destinations = destinations, .destination_count = routed, .held = held,
+            .event = {.created_ms = now, .type = type, .body = body, .length = length,
+                      .destinations = destinations, .destination_count = routed, .held = held},
             .meta = ch->meta, .meta_count = ch->meta_count,
             .counters = rc.keys, .deltas = rc.deltas, .counter_count = rc.n,
         };

@@ -116,9 +116,9 @@ static size_t align16(size_t n)
 
 static size_t strings_size(const herald_stage_entry *e)
 {
-    size_t n = strlen(e->type ? e->type : "") + 1;
-    for (size_t i = 0; i < e->destination_count; i++)
-        n += strlen(e->destinations[i]) + 1;
+    size_t n = strlen(e->event.type ? e->event.type : "") + 1;
+    for (size_t i = 0; i < e->event.destination_count; i++)
+        n += strlen(e->event.destinations[i]) + 1;
     for (size_t i = 0; i < e->meta_count; i++)
         n += strlen(e->meta[i].key) + 2 + (e->meta[i].value ? strlen(e->meta[i].value) : 0) + 1;
     for (size_t i = 0; i < e->counter_count; i++)
@@ -136,19 +136,19 @@ static unsigned char *put_string(unsigned char *p, const char *s)
 /* The payload of `e` at p (after the record head). */
 static void encode(unsigned char *p, const herald_stage_entry *e, size_t strings)
 {
-    uint32_t body_len = (uint32_t)e->body_len, strings_len = (uint32_t)strings;
-    uint16_t counts[3] = {(uint16_t)e->destination_count, (uint16_t)e->meta_count,
+    uint32_t body_len = (uint32_t)e->event.length, strings_len = (uint32_t)strings;
+    uint16_t counts[3] = {(uint16_t)e->event.destination_count, (uint16_t)e->meta_count,
                           (uint16_t)e->counter_count};
-    memcpy(p, &e->created_ms, 8);
+    memcpy(p, &e->event.created_ms, 8);
     memcpy(p + 8, &body_len, 4);
     memcpy(p + 12, counts, 6);
-    p[18] = (unsigned char)(e->held ? 1 : 0);
+    p[18] = (unsigned char)(e->event.held ? 1 : 0);
     p[19] = 0;
     memcpy(p + 20, &strings_len, 4);
     unsigned char *w = p + REC_FIXED;
-    w = put_string(w, e->type ? e->type : "");
-    for (size_t i = 0; i < e->destination_count; i++)
-        w = put_string(w, e->destinations[i]);
+    w = put_string(w, e->event.type ? e->event.type : "");
+    for (size_t i = 0; i < e->event.destination_count; i++)
+        w = put_string(w, e->event.destinations[i]);
     for (size_t i = 0; i < e->meta_count; i++) {
         w = put_string(w, e->meta[i].key);
         *w++ = e->meta[i].value ? 1 : 0;
@@ -159,8 +159,8 @@ static void encode(unsigned char *p, const herald_stage_entry *e, size_t strings
         memcpy(w, &e->deltas[i], 8);
         w += 8;
     }
-    if (e->body_len)
-        memcpy(w, e->body, e->body_len);
+    if (e->event.length)
+        memcpy(w, e->event.body, e->event.length);
 }
 
 /* A decoded record: pointers into the mapping, valid until the ring space
@@ -740,9 +740,9 @@ herald_status herald_stage_append(herald_stage *s, const herald_stage_entry *e, 
                                   char *err, size_t errlen)
 {
     size_t strings = strings_size(e);
-    size_t size = align16(REC_HEAD + REC_FIXED + strings + e->body_len);
+    size_t size = align16(REC_HEAD + REC_FIXED + strings + e->event.length);
     /* Limits that let every record start a commit group on its own. */
-    if (size > s->capacity / 4 || e->destination_count > GROUP_MAX * 8 || e->meta_count > 14 ||
+    if (size > s->capacity / 4 || e->event.destination_count > GROUP_MAX * 8 || e->meta_count > 14 ||
         e->counter_count > 32) {
         herald_error_format(err, errlen, "record of %zu bytes is too large to stage", size);
         return HERALD_E_TOO_LARGE;
@@ -773,7 +773,7 @@ herald_status herald_stage_append(herald_stage *s, const herald_stage_entry *e, 
     store_len(s->ring + (phys + size) % s->capacity, 0);
     unsigned char *payload = rec + REC_HEAD;
     encode(payload, e, strings);
-    size_t used = REC_FIXED + strings + e->body_len;
+    size_t used = REC_FIXED + strings + e->event.length;
     memset(payload + used, 0, size - REC_HEAD - used);
     uint32_t check = payload_check(payload, size - REC_HEAD);
     uint64_t seq = s->next_seq++;

@@ -42,15 +42,10 @@
 
 typedef struct herald_stage herald_stage;
 
-/* One staged call. type NULL: no event (counters and metadata only). */
+/* One staged call: the event as it will be pushed (event.type NULL: no
+ * event, counters and metadata only), and what rides in its transaction. */
 typedef struct herald_stage_entry {
-    int64_t created_ms;
-    const char *type;
-    const char *body;
-    size_t body_len;
-    const char *const *destinations;
-    size_t destination_count;
-    int held;
+    herald_queue_item event;
     const herald_meta_update *meta;
     size_t meta_count;
     const char *const *counters;
