@@ -388,7 +388,7 @@ static void set_error(herald_stage *s, const char *message)
  * resident set; the data stays in the page cache. */
 static void release_pages(herald_stage *s, uint64_t from, uint64_t to)
 {
-    uint64_t first = (from + RELEASE_CHUNK - 1) / RELEASE_CHUNK;
+    uint64_t first = from / RELEASE_CHUNK; /* its end is past `from` */
     uint64_t last = to / RELEASE_CHUNK;
     for (uint64_t c = first; c < last; c++) {
         uint64_t phys = (c * RELEASE_CHUNK) % s->capacity;
