@@ -80,6 +80,7 @@ herald_status herald_options_init(herald_options *opts)
     opts->gzip_min_bytes = 1024;
     opts->max_concurrency = 8;
     opts->batch_concurrency = 1;
+    opts->staging_bytes = 64u << 20;
     opts->deliver = 1;
     opts->log_level = HERALD_LOG_WARN;
     opts->session_timeout_ms = 30 * 60 * 1000;
@@ -309,6 +310,7 @@ static void client_free(herald_client *c)
     pthread_mutex_destroy(&c->mutex);
     pthread_mutex_destroy(&c->call_mutex);
     pthread_mutex_destroy(&c->writer_mutex);
+    pthread_mutex_destroy(&c->bounds_mu);
     free(c->user_id);
     free(c->db_path);
     free(c);
@@ -480,31 +482,57 @@ static void sync_unlock(herald_client *c)
     pthread_mutex_unlock(&c->call_mutex);
 }
 
-/* A staged event is already accepted: under reject_new, the call path
- * commits directly (with the exact check) once the queue is within what the
- * staging ring can hold of a bound. */
-static void watch_bounds(herald_client *c, int64_t queued_events, int64_t queued_bytes)
+/* Where the queue stands, from the ingest thread or a direct commit. */
+static void watch_bounds(herald_client *c, const herald_stage_mark *mark)
 {
-    uint64_t margin_events = HERALD_STAGE_CAPACITY / 64, margin_bytes = HERALD_STAGE_CAPACITY;
-    int near = (uint64_t)queued_events + margin_events > c->options.max_queue_events ||
-               (uint64_t)queued_bytes + margin_bytes > c->options.max_queue_bytes;
-    atomic_store(&c->near_bound, near);
+    pthread_mutex_lock(&c->bounds_mu);
+    c->bounds = *mark;
+    pthread_mutex_unlock(&c->bounds_mu);
+}
+
+/* A staged event is already accepted: under reject_new, the call path
+ * commits directly (with the exact check) when the queue, counting what is
+ * staged and not committed yet (record sizes, a bound above the events'),
+ * could not take this event. Call path only (call_mutex held). */
+static int near_a_bound(herald_client *c, size_t length)
+{
+    if (c->options.overflow_policy != HERALD_OVERFLOW_REJECT_NEW || c->stage == NULL)
+        return 0;
+    uint64_t seq, pos;
+    herald_stage_published(c->stage, &seq, &pos);
+    pthread_mutex_lock(&c->bounds_mu);
+    uint64_t events = (uint64_t)c->bounds.queued_events + (seq - c->bounds.seq) + 1;
+    uint64_t bytes = (uint64_t)c->bounds.queued_bytes + (pos - c->bounds.pos) + length;
+    pthread_mutex_unlock(&c->bounds_mu);
+    return events > c->options.max_queue_events || bytes > c->options.max_queue_bytes;
+}
+
+/* How long a staged event waits for a destination to take it from the ring
+ * before it is committed to SQLite: a batch's flush interval and a margin,
+ * so that a quiet app's events, too, go out without touching SQLite. */
+static uint32_t lane_hold_ms(const herald_client *c)
+{
+    uint32_t hold = 0;
+    for (size_t i = 0; i < c->destination_count; i++)
+        if (c->destinations[i].settings.flush_interval_ms > hold)
+            hold = c->destinations[i].settings.flush_interval_ms;
+    hold += 250;
+    return hold < 10000 ? hold : 10000;
 }
 
 /* The ingest thread committed: wake delivery, watch the bounds. */
-static void stage_committed(void *userdata, size_t events, int64_t queued_events,
-                            int64_t queued_bytes)
+static void stage_committed(void *userdata, size_t events, const herald_stage_mark *mark)
 {
     herald_client *c = userdata;
-    watch_bounds(c, queued_events, queued_bytes);
-    if (events == 0)
-        return;
+    watch_bounds(c, mark);
     pthread_mutex_lock(&c->mutex);
     c->unsignaled += (uint32_t)events;
-    if (c->unsignaled >= c->wake_threshold) {
+    if (events > 0 && c->unsignaled >= c->wake_threshold) {
         c->unsignaled = 0;
         herald_delivery_wake(c);
     }
+    if (c->flush_waiters)
+        pthread_cond_broadcast(&c->drained); /* fewer staged events pending */
     pthread_mutex_unlock(&c->mutex);
 }
 
@@ -564,6 +592,7 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     pthread_mutex_init(&c->mutex, NULL);
     pthread_mutex_init(&c->call_mutex, NULL);
     pthread_mutex_init(&c->writer_mutex, NULL);
+    pthread_mutex_init(&c->bounds_mu, NULL);
     c->fast_frame_stale = 1;
     pthread_cond_init(&c->drained, &attr);
     pthread_condattr_destroy(&attr);
@@ -609,6 +638,9 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     }
     if ((st = load_identity(c, err, sizeof err)) != HERALD_OK)
         goto fail;
+    if (herald_queue_release_fast(c->queue) != HERALD_OK)
+        herald_log(&c->logger, HERALD_LOG_WARN, "cannot release events of unfinished requests: %s",
+                   herald_queue_errmsg(c->queue));
     if (herald_queue_adopt(c->queue, c->destination_names, c->destination_count) != HERALD_OK) {
         herald_error_format(err, sizeof err, "adopting queued events: %s",
                             herald_queue_errmsg(c->queue));
@@ -617,20 +649,33 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
     }
     if (opts->deliver && (st = herald_delivery_start(c, err, sizeof err)) != HERALD_OK)
         goto fail;
-    if (opts->durability != HERALD_DURABILITY_POWER) {
+    if (opts->durability != HERALD_DURABILITY_POWER && c->options.staging_bytes > 0) {
         /* Without a staging file (say, no space to reserve it) every call
          * commits directly: slower, as durable. */
         char sub[ERR_MAX] = "";
         herald_stats now = {.struct_size = sizeof now};
         pthread_mutex_lock(&c->mutex); /* the delivery thread runs */
+        herald_stage_mark mark = {INT64_MAX / 4, INT64_MAX / 4, 0, 0}; /* unknown: near */
         if (herald_queue_stats(c->queue, &now) == HERALD_OK)
-            watch_bounds(c, (int64_t)now.queued, (int64_t)now.queued_bytes);
-        else
-            atomic_store(&c->near_bound, 1);
+            mark = (herald_stage_mark){(int64_t)now.queued, (int64_t)now.queued_bytes, 0, 0};
+        watch_bounds(c, &mark);
         pthread_mutex_unlock(&c->mutex);
-        if (herald_stage_open(&c->stage, &qc, &c->writer_mutex, stage_committed, c, sub,
-                              sizeof sub) != HERALD_OK)
+        herald_stage *stage = NULL;
+        if (herald_stage_open(&stage, &qc, c->options.staging_bytes, &c->writer_mutex,
+                              stage_committed, c, sub, sizeof sub) != HERALD_OK) {
             herald_log(&c->logger, HERALD_LOG_WARN, "staging off: %s", sub);
+        } else {
+            int lanes = opts->deliver &&
+                        herald_stage_set_lanes(stage, c->destination_names, c->destination_count,
+                                               lane_hold_ms(c)) == HERALD_OK;
+            if (opts->deliver && !lanes)
+                herald_log(&c->logger, HERALD_LOG_WARN, "fast lane off: out of memory");
+            pthread_mutex_lock(&c->mutex); /* the delivery thread takes batches from it */
+            c->stage = stage;
+            for (size_t i = 0; i < c->destination_count && i < HERALD_STAGE_LANES; i++)
+                c->destinations[i].lane_on = lanes;
+            pthread_mutex_unlock(&c->mutex);
+        }
     }
     herald_log(&c->logger, HERALD_LOG_INFO, "opened %s with %zu destinations", c->db_path,
                c->destination_count);
@@ -724,12 +769,8 @@ herald_status herald_flush(herald_client *c, int timeout_ms)
         return HERALD_E_DISABLED;
     struct timespec deadline = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
     herald_status st = HERALD_E_TIMEOUT;
-    if (c->stage != NULL) {
-        /* Staged events first: delivery reads the queue. */
-        char err[ERR_MAX] = "";
-        if (herald_stage_sync(c->stage, timeout_ms, err, sizeof err) != HERALD_OK)
-            return HERALD_E_TIMEOUT;
-    }
+    /* Staged events are delivered from the ring or committed by the ingest
+     * thread; has_pending counts them until then. */
     if (client_lock(c) != HERALD_OK) {
         pthread_mutex_unlock(&c->mutex);
         return HERALD_E_STORAGE;
@@ -771,7 +812,9 @@ herald_status herald_close(herald_client *c, int timeout_ms)
      * before it stops (or leaves it in the file for the next open). */
     c->closing = 1;
     herald_stage *stage = c->stage;
+    pthread_mutex_lock(&c->mutex); /* the delivery thread takes batches from it */
     c->stage = NULL;
+    pthread_mutex_unlock(&c->mutex);
     pthread_mutex_unlock(&c->call_mutex);
     herald_stage_close(stage);
     herald_status st = HERALD_OK;
@@ -981,9 +1024,7 @@ static herald_status store_event(herald_client *c, int64_t now, const char *type
     redaction_counts rc;
     redaction_counts_from(&rc, redactions);
     int held = !c->consent;
-    int near = c->options.overflow_policy == HERALD_OVERFLOW_REJECT_NEW &&
-               atomic_load(&c->near_bound);
-    if (c->stage != NULL && !near) {
+    if (c->stage != NULL && !near_a_bound(c, length)) {
         herald_stage_entry e = {
             .event = {.created_ms = now, .type = type, .body = body, .length = length,
                       .destinations = destinations, .destination_count = routed, .held = held},
@@ -991,6 +1032,11 @@ static herald_status store_event(herald_client *c, int64_t now, const char *type
             .counters = rc.keys, .deltas = rc.deltas, .counter_count = rc.n,
         };
         herald_status st = herald_stage_append(c->stage, &e, STAGE_WAIT_MS, err, errlen);
+        /* A batch's worth in the ring: the delivery thread may take it. */
+        if (st == HERALD_OK && ++c->staged_unsignaled >= c->wake_threshold) {
+            c->staged_unsignaled = 0;
+            herald_delivery_wake(c);
+        }
         if (st != HERALD_E_TOO_LARGE)
             return st;
     }
@@ -998,8 +1044,19 @@ static herald_status store_event(herald_client *c, int64_t now, const char *type
         return HERALD_E_STORAGE;
     pthread_mutex_lock(&c->mutex);
     uint64_t evicted = 0;
-    herald_status st = herald_queue_push(c->queue, now, type, body, length, destinations, routed,
-                                         held, ch->meta, ch->meta_count, &evicted, err, errlen);
+    herald_queue_item item = {
+        .created_ms = now, .type = type, .body = body, .length = length,
+        .destinations = destinations, .destination_count = routed, .held = held,
+    };
+    herald_stage_mark mark = {0, 0, 0, 0};
+    herald_status st = herald_queue_push_many(c->queue, &item, 1, 0, ch->meta, ch->meta_count,
+                                              NULL, NULL, 0, NULL, &evicted, &mark.queued_events,
+                                              &mark.queued_bytes, err, errlen);
+    if (st == HERALD_OK && c->stage != NULL) {
+        /* Everything staged was committed first (herald_stage_sync). */
+        herald_stage_published(c->stage, &mark.seq, &mark.pos);
+        watch_bounds(c, &mark);
+    }
     if (evicted)
         herald_log(&c->logger, HERALD_LOG_WARN,
                    "queue full: evicted %" PRIu64 " oldest events to dead letters", evicted);

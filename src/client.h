@@ -57,6 +57,7 @@ typedef struct herald_destination_state {
     int64_t *inflight_ids;       /* events in requests not yet answered */
     size_t inflight_count;
     size_t inflight_capacity;
+    int lane_on;                 /* its staging lane is on (delivery thread) */
 } herald_destination_state;
 
 struct herald_client {
@@ -71,13 +72,15 @@ struct herald_client {
      * only; the SQLite connection and delivery state are under mutex. */
     pthread_mutex_t call_mutex;
     herald_stage *stage;         /* NULL: every call commits directly */
-    _Atomic int near_bound;      /* the queue is within the staging margin of a bound */
+    pthread_mutex_t bounds_mu;   /* a leaf lock: guards `bounds` */
+    herald_stage_mark bounds;    /* the queue's totals as of a staged position */
     int closing;                 /* herald_close began (under call_mutex) */
     /* The fast event builder's identity frame (under call_mutex): rebuilt
      * when stale; NULL after a rebuild means every call takes the slow path
      * until identity changes again. */
     struct herald_fast_frame *fast_frame;
     int fast_frame_stale;
+    uint32_t staged_unsignaled;  /* staged since the last wake-up of delivery */
     char *fast_buf;              /* assembled bodies */
     size_t fast_buf_cap;
 

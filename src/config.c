@@ -38,6 +38,7 @@ static const number_field option_numbers[] = {
     OPT(gzip_min_bytes, U32, 0, 1u << 30),
     OPT(max_concurrency, U32, 1, 256),
     OPT(batch_concurrency, U32, 1, 64),
+    OPT(staging_bytes, U32, 0, 1u << 30),
     OPT(session_timeout_ms, U32, 1000, 7u * 86400000u),
 };
 #define FIRST_DELIVERY_FIELD 4

@@ -23,6 +23,7 @@
 #define RESPONSE_HEADERS_MAX (16 * 1024)
 #define RETRY_AFTER_MAX_MS (3600 * 1000)
 #define IDLE_WAKE_MS 1000
+#define REVOKE_WAIT_MS 5000
 
 typedef struct transfer {
     herald_destination_state *dest;
@@ -38,6 +39,9 @@ typedef struct transfer {
     size_t *lengths;
     int64_t *ids;
     uint32_t attempt;
+    herald_stage_claim *claim;   /* taken from the staging ring (events, lengths
+                                    and, once settled, ids are the claim's) */
+    int fast;
     int counted;                 /* the request is in the counters already */
     int body_cut;                /* the response body was cut at RESPONSE_BODY_MAX */
     char *response;
@@ -196,10 +200,12 @@ static void transfer_free(transfer *t)
     herald_free(t->request.headers);
     herald_free(t->request.secrets);
     free(t->compressed);
-    herald_queue_rows_free(t->rows, t->count);
-    free(t->events);
-    free(t->lengths);
-    free(t->ids);
+    if (!t->fast) {
+        herald_queue_rows_free(t->rows, t->count);
+        free(t->events);
+        free(t->lengths);
+        free(t->ids);
+    }
     free(t->response);
     free(t->response_headers);
     free(t);
@@ -584,6 +590,60 @@ static void settle_unsendable(herald_client *c, transfer *t, const char *why)
     settle(c, t, t->ids, t->count, &response, &verdict);
 }
 
+/* The outcome of a request taken from the staging ring (no mutex held). A
+ * clean success is left to the ingest thread to count; anything else is
+ * settled like a batch from the queue once the ingest thread has committed
+ * its events (the claim is revoked). */
+static void fast_outcome(herald_client *c, transfer *t, const herald_backend_response *response,
+                         const herald_verdict *verdict, const int *event_kinds)
+{
+    herald_destination_state *d = t->dest;
+    int clean = verdict->kind == HERALD_VERDICT_OK;
+    for (size_t i = 0; clean && event_kinds && i < t->count; i++)
+        clean = event_kinds[i] < 0 || event_kinds[i] == HERALD_VERDICT_OK;
+    herald_claim_next next;
+    if (clean) {
+        herald_stage_ack ack = {
+            .requests = response->status > 0,
+            .bytes_raw = t->raw_length,
+            .bytes_sent = response->status > 0 ? t->sent_length : 0,
+            .dropped = verdict->dropped < t->count ? verdict->dropped : t->count,
+        };
+        next = herald_stage_claim_acked(t->claim, &ack);
+    } else {
+        next = herald_stage_claim_revoke(t->claim, REVOKE_WAIT_MS);
+    }
+    pthread_mutex_lock(&c->mutex);
+    d->inflight_requests--;
+    if (next == HERALD_CLAIM_SETTLE) {
+        t->ids = t->claim->ids;
+        if (herald_queue_unmark_fast(c->queue, d->name, t->ids, t->count) != HERALD_OK)
+            herald_client_set_error(c, "%s: %s", d->name, herald_queue_errmsg(c->queue));
+        settle_per_event(c, t, response, verdict, event_kinds);
+    } else if (clean) {
+        d->consecutive_failures = 0;
+        if (verdict->dropped)
+            herald_log(&c->logger, HERALD_LOG_INFO, "%s: server dropped %u events", d->name,
+                       verdict->dropped);
+    } else {
+        /* The events go through the queue once the ingest thread commits
+         * them: back off as for a retry. */
+        int64_t now = now_ms(c);
+        d->consecutive_failures++;
+        d->paused_until_ms =
+            now + herald_backoff_delay_ms(d->settings.retry_base_ms, d->settings.retry_max_delay_ms,
+                                          d->consecutive_failures,
+                                          herald_random_next(&c->random_state));
+        herald_client_set_error(c, "%s: %s", d->name, verdict->reason);
+    }
+    pthread_cond_broadcast(&c->drained);
+    pthread_mutex_unlock(&c->mutex);
+    if (next != HERALD_CLAIM_TAKEN)
+        herald_stage_claim_free(t->claim);
+    t->claim = NULL;
+    t->ids = NULL;
+}
+
 static int reap(herald_client *c)
 {
     CURLMsg *msg;
@@ -637,12 +697,16 @@ static int reap(herald_client *c)
             response.body = t->response;
             response.body_length = t->response_length;
         }
-        pthread_mutex_lock(&c->mutex);
-        settle_per_event(c, t, &response, &verdict, event_kinds);
+        if (t->fast) {
+            fast_outcome(c, t, &response, &verdict, event_kinds);
+        } else {
+            pthread_mutex_lock(&c->mutex);
+            settle_per_event(c, t, &response, &verdict, event_kinds);
+            inflight_remove(t->dest, t->ids, t->count);
+            pthread_cond_broadcast(&c->drained);
+            pthread_mutex_unlock(&c->mutex);
+        }
         free(event_kinds);
-        inflight_remove(t->dest, t->ids, t->count);
-        pthread_cond_broadcast(&c->drained);
-        pthread_mutex_unlock(&c->mutex);
         transfer_free(t);
         reaped++;
     }
@@ -673,11 +737,58 @@ static size_t bytes_per_request(const herald_destination_state *d)
     return n > 2 * ENVELOPE_BYTES ? n - ENVELOPE_BYTES : n;
 }
 
-/* Pick the next batch of `d` if one is due. Returns a transfer holding the
- * rows (ids marked in flight), or NULL with *wake lowered to when to look again. */
+/* Keep d's staging lane on while d delivers cleanly: the ingest thread
+ * then holds records back for it (staging.h, the fast lane). */
+static int lane_healthy(herald_client *c, herald_destination_state *d, int64_t now)
+{
+    size_t index = (size_t)(d - c->destinations);
+    int on = c->stage != NULL && index < HERALD_STAGE_LANES && !c->stop &&
+             d->paused_until_ms <= now && d->consecutive_failures == 0 && d->split_limit == 0;
+    if (c->stage != NULL && on != d->lane_on) {
+        herald_stage_lane_set(c->stage, index, on);
+        d->lane_on = on;
+    }
+    return on;
+}
+
+/* A batch straight from the staging ring (under the mutex). */
+static transfer *fast_batch(herald_client *c, herald_destination_state *d, uint32_t per_request,
+                            uint64_t row_commits, int64_t now, int64_t *wake)
+{
+    herald_stage_batching b = {
+        .max_events = per_request, .max_bytes = bytes_per_request(d),
+        .max_event_bytes = d->limits.max_event_bytes,
+        .flush_interval_ms = d->settings.flush_interval_ms,
+        .flushing = c->flush_waiters > 0 || c->stop, .now_ms = now, .row_commits = row_commits,
+    };
+    herald_stage_claim *claim = NULL;
+    if (!herald_stage_take(c->stage, (size_t)(d - c->destinations), &b, &claim, wake))
+        return NULL;
+    transfer *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        if (herald_stage_claim_revoke(claim, 0) != HERALD_CLAIM_TAKEN)
+            herald_stage_claim_free(claim);
+        return NULL;
+    }
+    t->dest = d;
+    t->claim = claim;
+    t->fast = 1;
+    t->count = claim->count;
+    t->events = claim->events;
+    t->lengths = claim->lengths;
+    t->attempt = 1;
+    d->inflight_requests++;
+    return t;
+}
+
+/* Pick the next batch of `d` if one is due: from the queue, or, when it
+ * holds nothing due for d and d keeps up, from the staging ring. Returns a
+ * transfer holding the events (ids marked in flight), or NULL with *wake
+ * lowered to when to look again. */
 static transfer *next_batch(herald_client *c, herald_destination_state *d, int64_t now,
                             int64_t *wake)
 {
+    int lane = lane_healthy(c, d, now);
     if (d->paused_until_ms > now) {
         if (d->paused_until_ms < *wake)
             *wake = d->paused_until_ms;
@@ -689,6 +800,7 @@ static transfer *next_batch(herald_client *c, herald_destination_state *d, int64
     if (d->inflight_requests >= max_requests)
         return NULL;
     uint32_t per_request = events_per_request(d);
+    uint64_t row_commits = lane ? herald_stage_row_commits(c->stage) : 0;
     herald_queue_row *rows = NULL;
     size_t count = 0;
     if (herald_queue_fetch(c->queue, d->name, now, per_request + d->inflight_count, &rows,
@@ -721,6 +833,13 @@ static transfer *next_batch(herald_client *c, herald_destination_state *d, int64
         rows[kept++] = rows[i];
     }
     count = kept;
+    if (count == 0 && lane) {
+        transfer *fast = fast_batch(c, d, per_request, row_commits, now, wake);
+        if (fast) {
+            free(rows);
+            return fast;
+        }
+    }
     if (count == 0) {
         free(rows);
         int64_t next = -1;
@@ -825,14 +944,31 @@ static void *delivery_main(void *arg)
                 c->transfers = t;
                 continue;
             }
+            /* A batch from the ring is settled once its events are committed. */
+            herald_claim_next next = t->fast ? herald_stage_claim_revoke(t->claim, REVOKE_WAIT_MS)
+                                             : HERALD_CLAIM_SETTLE;
             pthread_mutex_lock(&c->mutex);
-            if (prepared == HERALD_ENCODE_SKIP)
+            if (t->fast && next == HERALD_CLAIM_SETTLE) {
+                t->ids = t->claim->ids;
+                if (herald_queue_unmark_fast(c->queue, t->dest->name, t->ids, t->count) !=
+                    HERALD_OK)
+                    herald_client_set_error(c, "%s: %s", t->dest->name,
+                                            herald_queue_errmsg(c->queue));
+            }
+            if (next == HERALD_CLAIM_SETTLE && prepared == HERALD_ENCODE_SKIP)
                 settle_skipped(c, t);
-            else
+            else if (next == HERALD_CLAIM_SETTLE)
                 settle_unsendable(c, t, err);
-            inflight_remove(t->dest, t->ids, t->count);
+            if (t->fast)
+                t->dest->inflight_requests--;
+            else
+                inflight_remove(t->dest, t->ids, t->count);
             pthread_cond_broadcast(&c->drained);
             pthread_mutex_unlock(&c->mutex);
+            if (t->fast && next != HERALD_CLAIM_TAKEN)
+                herald_stage_claim_free(t->claim);
+            if (t->fast)
+                t->ids = NULL; /* the claim's */
             transfer_free(t);
         }
 
@@ -859,9 +995,19 @@ static void *delivery_main(void *arg)
         transfer *t = c->transfers;
         c->transfers = t->next;
         curl_multi_remove_handle(c->multi, t->easy);
+        /* From the ring: the stage is closed by now (its events were
+         * committed with FAST rows, made due at the next open) or takes
+         * them back. */
+        herald_claim_next next =
+            t->fast ? herald_stage_claim_revoke(t->claim, 0) : HERALD_CLAIM_TAKEN;
         pthread_mutex_lock(&c->mutex);
-        inflight_remove(t->dest, t->ids, t->count);
+        if (t->fast)
+            t->dest->inflight_requests--;
+        else
+            inflight_remove(t->dest, t->ids, t->count);
         pthread_mutex_unlock(&c->mutex);
+        if (t->fast && next != HERALD_CLAIM_TAKEN)
+            herald_stage_claim_free(t->claim);
         transfer_free(t);
     }
     return NULL;

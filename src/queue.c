@@ -177,6 +177,18 @@ static void rollback(herald_queue *q)
     writer_release(q);
 }
 
+/* Commit a write transaction that went well so far (rc), or roll it back. */
+static herald_status finish(herald_queue *q, int rc)
+{
+    if (rc == SQLITE_OK)
+        rc = commit(q);
+    if (rc != SQLITE_OK) {
+        rollback(q);
+        return HERALD_E_STORAGE;
+    }
+    return HERALD_OK;
+}
+
 static int counter_add(herald_queue *q, const char *name, int64_t delta)
 {
     if (delta == 0)
@@ -450,13 +462,7 @@ herald_status herald_queue_count_many(herald_queue *q, const char *const *counte
     int rc = begin(q);
     for (size_t i = 0; rc == SQLITE_OK && i < count; i++)
         rc = counter_add(q, counters[i], deltas[i]);
-    if (rc == SQLITE_OK)
-        rc = commit(q);
-    if (rc != SQLITE_OK) {
-        rollback(q);
-        return HERALD_E_STORAGE;
-    }
-    return HERALD_OK;
+    return finish(q, rc);
 }
 
 herald_status herald_queue_counters_with_prefix(herald_queue *q, const char *prefix,
@@ -576,8 +582,8 @@ static int meta_write(herald_queue *q, const herald_meta_update *meta, size_t me
 /* Insert one event and its outbox rows inside the caller's transaction,
  * making room first. *events and *bytes track the bounds' counters. */
 static herald_status push_one(herald_queue *q, const herald_queue_item *item, int force,
-                              int64_t *events, int64_t *bytes, uint64_t *evicted, char *err,
-                              size_t errlen)
+                              int64_t *events, int64_t *bytes, int64_t *id_out, uint64_t *evicted,
+                              char *err, size_t errlen)
 {
     int rc;
     while ((uint64_t)*events + 1 > q->config.max_events ||
@@ -610,11 +616,13 @@ static herald_status push_one(herald_queue *q, const herald_queue_item *item, in
     if ((rc = step_done(s)) != SQLITE_OK)
         return storage_error(q, rc, err, errlen, "storing the event");
     int64_t id = sqlite3_last_insert_rowid(q->db);
+    *id_out = id;
     for (size_t i = 0; i < item->destination_count; i++) {
+        int fast = i < 64 && (item->fast_mask >> i & 1u);
         s = statement(q, ST_OUTBOX_INSERT);
         sqlite3_bind_text(s, 1, item->destinations[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 2, id);
-        sqlite3_bind_int64(s, 3, item->held ? HERALD_QUEUE_HELD : 0);
+        sqlite3_bind_int64(s, 3, item->held ? HERALD_QUEUE_HELD : fast ? HERALD_QUEUE_FAST : 0);
         if ((rc = step_done(s)) != SQLITE_OK)
             return storage_error(q, rc, err, errlen, "storing the event");
     }
@@ -627,7 +635,7 @@ herald_status herald_queue_push_many(herald_queue *q, const herald_queue_item *i
                                      int force, const herald_meta_update *meta,
                                      size_t meta_count, const char *const *counters,
                                      const int64_t *deltas, size_t counter_count,
-                                     uint64_t *evicted, int64_t *queued_events,
+                                     int64_t *ids, uint64_t *evicted, int64_t *queued_events,
                                      int64_t *queued_bytes, char *err, size_t errlen)
 {
     *evicted = 0;
@@ -643,11 +651,19 @@ herald_status herald_queue_push_many(herald_queue *q, const herald_queue_item *i
         return storage_error(q, rc, err, errlen, "starting a transaction");
     int64_t events = counter_get(q, "queue_events");
     int64_t bytes = counter_get(q, "queue_bytes");
+    int any_fast = 0;
     for (size_t i = 0; i < count; i++) {
-        herald_status st = push_one(q, &items[i], force, &events, &bytes, evicted, err, errlen);
+        int64_t id = 0;
+        herald_status st = push_one(q, &items[i], force, &events, &bytes, &id, evicted, err, errlen);
         if (st != HERALD_OK)
             return st;
+        if (ids)
+            ids[i] = id;
+        any_fast |= items[i].fast_mask != 0 && !items[i].held;
     }
+    static const herald_meta_update fast_rows = {"fast_rows", "1"};
+    if (any_fast && (rc = meta_write(q, &fast_rows, 1)) != SQLITE_OK)
+        return storage_error(q, rc, err, errlen, "committing the event");
     /* Evictions already moved the counters down; add what was inserted. */
     int64_t added_events = (int64_t)count, added_bytes = 0;
     for (size_t i = 0; i < count; i++)
@@ -679,8 +695,8 @@ herald_status herald_queue_push(herald_queue *q, int64_t now_ms, const char *typ
         .created_ms = now_ms, .type = type, .body = body, .length = length,
         .destinations = destinations, .destination_count = destination_count, .held = held,
     };
-    return herald_queue_push_many(q, &item, 1, 0, meta, meta_count, NULL, NULL, 0, evicted, NULL,
-                                  NULL, err, errlen);
+    return herald_queue_push_many(q, &item, 1, 0, meta, meta_count, NULL, NULL, 0, NULL, evicted,
+                                  NULL, NULL, err, errlen);
 }
 
 herald_status herald_queue_adopt(herald_queue *q, const char *const *destinations,
@@ -890,6 +906,51 @@ herald_status herald_queue_settle(herald_queue *q, const char *destination,
     return HERALD_OK;
 }
 
+/* Make HERALD_QUEUE_FAST rows due now: the destination's rows of these
+ * events, or, with no destination, every one (and forget that any exist). */
+static herald_status make_fast_due(herald_queue *q, const char *destination,
+                                   const int64_t *event_ids, size_t count)
+{
+    int rc = begin(q);
+    sqlite3_stmt *s = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(q->db,
+                                destination ? "UPDATE outbox SET next_at = 0 WHERE next_at = ?1 "
+                                              "AND dest = ?2 AND event_id = ?3"
+                                            : "UPDATE outbox SET next_at = 0 WHERE next_at = ?1",
+                                -1, &s, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < (destination ? count : 1); i++) {
+        sqlite3_bind_int64(s, 1, HERALD_QUEUE_FAST);
+        if (destination) {
+            sqlite3_bind_text(s, 2, destination, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 3, event_ids[i]);
+        }
+        rc = step_done(s);
+    }
+    sqlite3_finalize(s);
+    static const herald_meta_update clear = {"fast_rows", NULL};
+    if (rc == SQLITE_OK && destination == NULL)
+        rc = meta_write(q, &clear, 1);
+    return finish(q, rc);
+}
+
+herald_status herald_queue_unmark_fast(herald_queue *q, const char *destination,
+                                       const int64_t *event_ids, size_t count)
+{
+    return make_fast_due(q, destination, event_ids, count);
+}
+
+herald_status herald_queue_release_fast(herald_queue *q)
+{
+    char *flag = NULL;
+    if (herald_queue_meta_get(q, "fast_rows", &flag) != HERALD_OK)
+        return HERALD_E_STORAGE;
+    if (flag == NULL)
+        return HERALD_OK;
+    free(flag);
+    return make_fast_due(q, NULL, NULL, 0);
+}
+
 herald_status herald_queue_has_pending(herald_queue *q, const char *destination, int *pending)
 {
     sqlite3_stmt *s = statement(q, ST_HAS_PENDING);
@@ -1070,14 +1131,10 @@ herald_status herald_queue_replay(herald_queue *q, const char *destination,
         (*replayed)++;
     }
     sqlite3_finalize(select);
-    if (rc == SQLITE_OK)
-        rc = commit(q);
-    if (rc != SQLITE_OK) {
-        rollback(q);
+    herald_status st = finish(q, rc);
+    if (st != HERALD_OK)
         *replayed = 0;
-        return HERALD_E_STORAGE;
-    }
-    return HERALD_OK;
+    return st;
 }
 
 herald_status herald_queue_release_held(herald_queue *q, uint64_t *released)

@@ -52,6 +52,12 @@ herald_status herald_queue_meta_set(herald_queue *q, const char *key, const char
 /* next_at of outbox rows held back until consent is granted. */
 #define HERALD_QUEUE_HELD INT64_MAX
 
+/* next_at of outbox rows whose event is in a request sent straight from the
+ * staging ring (staging.h, "the fast lane") when they were committed: not
+ * fetched, still pending; the delivery thread settles them when the request
+ * ends, and herald_queue_release_fast makes them due after a crash. */
+#define HERALD_QUEUE_FAST (INT64_MAX - 1)
+
 /* A metadata write folded into a push's transaction (value NULL deletes). */
 typedef struct herald_meta_update {
     const char *key;
@@ -78,20 +84,33 @@ typedef struct herald_queue_item {
     const char *const *destinations;
     size_t destination_count;
     int held;
+    uint64_t fast_mask; /* bit i: destinations[i]'s row is HERALD_QUEUE_FAST (i < 64) */
 } herald_queue_item;
 
 /* Commit `count` events, the metadata updates and counter deltas in one
  * transaction (group commit). With `force`, events are stored even over a
  * reject_new bound (they were accepted already: staged events); drop_oldest
  * evicts as for a single push. Dead letters are trimmed once per call.
- * *queued_events and *queued_bytes (may be NULL) receive the queue's totals
- * after the commit. Errors: as herald_queue_push. */
+ * ids (may be NULL) receives each event's id; *queued_events and
+ * *queued_bytes (may be NULL) the queue's totals after the commit. An item
+ * with a fast_mask also records that HERALD_QUEUE_FAST rows exist (for
+ * herald_queue_release_fast). Errors: as herald_queue_push. */
 herald_status herald_queue_push_many(herald_queue *q, const herald_queue_item *items, size_t count,
                                      int force, const herald_meta_update *meta,
                                      size_t meta_count, const char *const *counters,
                                      const int64_t *deltas, size_t counter_count,
-                                     uint64_t *evicted, int64_t *queued_events,
+                                     int64_t *ids, uint64_t *evicted, int64_t *queued_events,
                                      int64_t *queued_bytes, char *err, size_t errlen);
+
+/* Make the destination's HERALD_QUEUE_FAST rows of these events due now,
+ * in one transaction (before their request's outcome is settled). */
+herald_status herald_queue_unmark_fast(herald_queue *q, const char *destination,
+                                       const int64_t *event_ids, size_t count);
+
+/* At open, before delivery starts: every HERALD_QUEUE_FAST row left by a
+ * process that ended with a request in flight becomes due (cheap when there
+ * are none: a metadata key says whether any were written). */
+herald_status herald_queue_release_fast(herald_queue *q);
 
 /* Make held rows due now. *released receives how many. */
 herald_status herald_queue_release_held(herald_queue *q, uint64_t *released);

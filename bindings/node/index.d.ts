@@ -68,6 +68,8 @@ export interface HeraldOptions {
   request_timeout_ms?: number;
   gzip_min_bytes?: number;
   max_concurrency?: number;
+  batch_concurrency?: number;
+  staging_bytes?: number;
   deliver?: boolean;
   log_level?: 'error' | 'warn' | 'info' | 'debug';
   consent_required?: boolean;

@@ -244,6 +244,15 @@ typedef struct herald_options {
      * round trips (throughput to a distant server), and a later batch may
      * then arrive before an earlier one. */
     uint32_t batch_concurrency;      /* 1 */
+
+    /* The staging file beside the queue (durability "process"): a ring the
+     * event calls append to and the delivery thread sends from, before
+     * SQLite sees the events (docs/reliability.md). Reserved on disk at
+     * open; the process's resident set holds only the part being read or
+     * written. A burst larger than it goes through SQLite. 0: no staging
+     * file (every call commits to SQLite, about 30 µs); otherwise rounded
+     * up to 256 KiB, at least 1 MiB. */
+    uint32_t staging_bytes;          /* 67108864 (64 MiB) */
 } herald_options;
 
 /* Fill `opts` with the defaults listed above. Not thread-safe on the same

@@ -44,7 +44,10 @@
  *               flush's return); checks that herald's stats count N
  *               deliveries and (unless --no-sink) that the sink counted N
  *               distinct events. Reports wire bytes per event as the sink
- *               saw them (gzip on, as herald's default).
+ *               saw them (gzip on, as herald's default). --rate R paces the
+ *               calls at R per second instead of a burst: a sustained
+ *               stream; drain_s (last call to the flush's return) stays
+ *               short while delivery keeps up with it.
  *   offline     the destination is a closed loopback port: N calls are all
  *               queued (the queue bounds are raised to hold N); reports peak
  *               RSS, the queue file size and calls/s. --count 1000000 is the
@@ -108,6 +111,7 @@ static struct {
     int use_sink;
     long stall_ms;
     long flush_timeout_ms;
+    double rate;
     const char *client_json;
     const char *dest_json;
 } opt = {
@@ -127,7 +131,7 @@ static void usage(void)
     fputs("usage: bench_pipeline latency|throughput|offline|kill --count N [--threads T]\n"
           "         [--url URL] [--backend rest|segment|posthog] [--durability process|power]\n"
           "         [--redact on|off] [--batch N] [--no-gzip] [--dir DIR] [--keep]\n"
-          "         [--sink BASE_URL] [--no-sink] [--stall-ms MS] [--flush-timeout-ms MS]\n"
+          "         [--sink BASE_URL] [--no-sink] [--stall-ms MS] [--flush-timeout-ms MS] [--rate R]\n"
           "         [--client-json '\"key\":value,...'] [--dest-json '\"key\":value,...']\n",
           stderr);
 }
@@ -625,9 +629,20 @@ static int run_throughput(void)
         return 1;
     double cpu0 = cpu_s();
     uint64_t t0 = now_ns();
-    for (long i = 0; i < opt.count; i++)
+    for (long i = 0; i < opt.count; i++) {
+        if (opt.rate > 0 && i % 64 == 0) {
+            /* Paced: call i is due at t0 + i / rate. */
+            uint64_t due = t0 + (uint64_t)((double)i * 1e9 / opt.rate);
+            uint64_t t;
+            while ((t = now_ns()) < due) {
+                struct timespec ts = {0, (long)(due - t > 50000 ? due - t - 20000 : 0)};
+                if (ts.tv_nsec)
+                    nanosleep(&ts, NULL);
+            }
+        }
         if (track(c, i) != 0)
             return 1;
+    }
     uint64_t t_calls = now_ns();
     herald_status fst = herald_flush(c, (int)opt.flush_timeout_ms);
     uint64_t t_end = now_ns();
@@ -661,12 +676,13 @@ static int run_throughput(void)
                "(%.1f body, %.1f headers, %.1f body before gzip)\n",
                ss.distinct, ss.total_events, ss.requests, ss.wire_bytes / n, ss.body_bytes / n,
                ss.header_bytes / n, ss.raw_bytes / n);
-    printf("RESULT mode=throughput count=%ld backend=%s events_per_s=%.0f calls_per_s=%.0f "
-           "total_s=%.3f cpu_us_per_event=%.3f peak_rss_kb=%ld delivered=%llu requests=%llu "
+    printf("RESULT mode=throughput count=%ld backend=%s rate=%.0f events_per_s=%.0f "
+           "calls_per_s=%.0f drain_s=%.3f total_s=%.3f cpu_us_per_event=%.3f peak_rss_kb=%ld delivered=%llu requests=%llu "
            "body_bytes_per_event=%.1f raw_bytes_per_event=%.1f sink_distinct=%.0f "
            "sink_events=%.0f sink_requests=%.0f wire_bytes_per_event=%.1f "
            "sink_body_bytes_per_event=%.1f sink_header_bytes_per_event=%.1f\n",
-           opt.count, opt.backend, rate, n / calls, total, cpu * 1e6 / n, rss_peak,
+           opt.count, opt.backend, opt.rate, rate, n / calls, (double)(t_end - t_calls) / 1e9,
+           total, cpu * 1e6 / n, rss_peak,
            (unsigned long long)hs.sent, (unsigned long long)hs.requests,
            (double)hs.bytes_sent / n, (double)hs.bytes_raw / n, ss.distinct, ss.total_events,
            ss.requests, ss.wire_bytes >= 0 ? ss.wire_bytes / n : -1,
@@ -889,6 +905,8 @@ int main(int argc, char **argv)
             snprintf(opt.sink, sizeof opt.sink, "%s", v);
         else if (ARG("--stall-ms"))
             opt.stall_ms = strtol(v, NULL, 10);
+        else if (ARG("--rate"))
+            opt.rate = strtod(v, NULL);
         else if (ARG("--client-json"))
             opt.client_json = v;
         else if (ARG("--dest-json"))

@@ -5,8 +5,8 @@ The queue lives on a small tmpfs (the tests run as root, as CI does). On
 file system is full, calls fail with HERALD_E_STORAGE and a clear message;
 every call that returned OK is in the file, which stays intact; when space
 returns, calls succeed again and everything accepted is delivered. On 2.6 MB
-the staging file fits and keeps taking events after the queue file is full,
-until its ring is; none of them is lost.
+a staging file of 1.5 MiB (staging_bytes) fits and keeps taking events after
+the queue file is full, until its ring is; none of them is lost.
 """
 
 import json
@@ -74,7 +74,7 @@ def test_full_disk_then_recovery(herald, receiver, tiny_fs):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """Room for a staging file (1.5 MiB) and little more."""
+    """Room for a staging file of 1.5 MiB and little more."""
     yield from mounted_tmpfs(tmp_path / "small", "2600k")
 
 
@@ -84,7 +84,8 @@ def test_full_disk_with_staging_loses_nothing(herald, receiver, small_fs):
     HERALD_E_STORAGE; everything accepted reaches the queue and the receiver
     once there is space again."""
     db = small_fs / "q.db"
-    cfg = herald.config([herald.dest(receiver)], db_path=str(db), deliver=False)
+    cfg = herald.config([herald.dest(receiver)], db_path=str(db), deliver=False,
+                        staging_bytes=3 << 19)
     started = time.monotonic()
     res = herald.produce(cfg, 6000, pad=300, close_ms=0)
     elapsed = time.monotonic() - started

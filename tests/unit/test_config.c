@@ -47,6 +47,8 @@ static void test_options_init_defaults(void **state)
     assert_int_equal(o.request_timeout_ms, 30000);
     assert_int_equal(o.gzip_min_bytes, 1024);
     assert_int_equal(o.max_concurrency, 8);
+    assert_int_equal(o.batch_concurrency, 1);
+    assert_int_equal(o.staging_bytes, 64u << 20);
     assert_int_equal(o.deliver, 1);
     assert_null(o.log);
     assert_null(o.log_userdata);
@@ -134,6 +136,9 @@ static void test_options_check(void **state)
     GOOD(session_timeout_ms, 1000);
     GOOD(session_timeout_ms, 7u * 86400000u);
     BAD(session_timeout_ms, 7u * 86400000u + 1);
+    GOOD(staging_bytes, 0);
+    GOOD(staging_bytes, 1u << 30);
+    BAD(staging_bytes, (1u << 30) + 1);
 #undef BAD
 #undef GOOD
 
@@ -173,7 +178,7 @@ static void test_config_parse_values(void **state)
                        "\"retry_max_delay_ms\":100,\"retry_max_attempts\":3,"
                        "\"retry_max_age_s\":60,\"connect_timeout_ms\":1,"
                        "\"request_timeout_ms\":2,\"gzip_min_bytes\":0,\"max_concurrency\":4,"
-                       "\"deliver\":false,\"log_level\":\"debug\"}";
+                       "\"deliver\":false,\"log_level\":\"debug\",\"staging_bytes\":0}";
     assert_int_equal(herald_config_parse(json, &o, &storage, err, sizeof err), HERALD_OK);
     assert_string_equal(o.db_path, "/var/q.db");
     assert_ptr_equal(o.db_path, storage.db_path);
@@ -196,6 +201,7 @@ static void test_config_parse_values(void **state)
     assert_int_equal(o.max_concurrency, 4);
     assert_int_equal(o.deliver, 0);
     assert_int_equal(o.log_level, HERALD_LOG_DEBUG);
+    assert_int_equal(o.staging_bytes, 0);
     assert_int_equal(herald_options_check(&o, err, sizeof err), HERALD_OK);
     herald_config_free(&storage);
     assert_null(storage.db_path);

@@ -72,12 +72,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static herald_client *open_client(const fx *f)
+static herald_client *open_sized(const fx *f, uint32_t staging_bytes)
 {
     herald_options o;
     herald_options_init(&o);
     o.db_path = f->path;
     o.deliver = 0;
+    o.staging_bytes = staging_bytes;
     herald_client *c = NULL;
     herald_status st = herald_open(&c, &o);
     if (st != HERALD_OK) {
@@ -86,6 +87,11 @@ static herald_client *open_client(const fx *f)
         fail_msg("herald_open: %s", why);
     }
     return c;
+}
+
+static herald_client *open_client(const fx *f)
+{
+    return open_sized(f, 64u << 20);
 }
 
 static int64_t db_int(const char *path, const char *sql)
@@ -447,6 +453,60 @@ static void test_file_mode_and_background_commit(void **state)
     herald_close(c, 0);
 }
 
+/* staging_bytes sizes the ring (rounded up to 256 KiB, at least 1 MiB,
+ * after a 4 KiB header); 0 means no staging file: the call commits. */
+static void test_staging_bytes_sizes_the_file_and_zero_turns_it_off(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        uint32_t asked;
+        off_t file;
+    } sizes[] = {{(3u << 20) + 1, 4096 + (3u << 20) + (256u << 10)}, {1000, 4096 + (1u << 20)}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        herald_client *c = open_sized(f, sizes[i].asked);
+        char stage[600];
+        assert_int_equal(staging_files(f, stage, sizeof stage), 1);
+        struct stat st;
+        assert_int_equal(stat(stage, &st), 0);
+        assert_int_equal(st.st_size, sizes[i].file);
+        herald_close(c, 0);
+        assert_int_equal(staging_files(f, NULL, 0), 0);
+    }
+    herald_client *c = open_sized(f, 0);
+    assert_int_equal(staging_files(f, NULL, 0), 0);
+    assert_int_equal(herald_track(c, "e", "{\"k\":1}"), HERALD_OK);
+    /* Committed before the call returned: no ingest thread to wait for. */
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events WHERE type = 'track'"), 1);
+    herald_close(c, 0);
+}
+
+/* Under reject_new, staged events count against the bound before they
+ * are committed: exactly max_queue_events are accepted, the rest refused,
+ * and the queue never holds more. */
+static void test_reject_new_counts_staged_events(void **state)
+{
+    fx *f = *state;
+    herald_options o;
+    herald_options_init(&o);
+    o.db_path = f->path;
+    o.deliver = 0;
+    o.overflow_policy = HERALD_OVERFLOW_REJECT_NEW;
+    o.max_queue_events = 50;
+    herald_client *c = NULL;
+    assert_int_equal(herald_open(&c, &o), HERALD_OK);
+    int ok = 0, full = 0;
+    for (int i = 0; i < 80; i++) {
+        herald_status st = herald_track(c, "e", "{\"k\":1}");
+        ok += st == HERALD_OK;
+        full += st == HERALD_E_QUEUE_FULL;
+    }
+    assert_int_equal(ok, 50);
+    assert_int_equal(full, 30);
+    assert_int_equal(herald_sync(c, 5000), HERALD_OK);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 50);
+    herald_close(c, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +522,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_event_commits_directly_in_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_file_mode_and_background_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_bytes_sizes_the_file_and_zero_turns_it_off,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reject_new_counts_staged_events, setup, teardown),
     };
     return cmocka_run_group_tests_name("staging", tests, NULL, NULL);
 }
