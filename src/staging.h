@@ -131,7 +131,6 @@ uint64_t herald_stage_pending(herald_stage *s);
  * (from the producer's thread: they do not move under it). */
 void herald_stage_published(herald_stage *s, uint64_t *seq, uint64_t *pos);
 
-
 /* ---- The fast lane ----
  *
  * A destination that keeps up takes its batches straight from the ring
@@ -139,8 +138,8 @@ void herald_stage_published(herald_stage *s, uint64_t *seq, uint64_t *pos);
  * for a while (herald_stage_set_lanes' hold_ms) while a lane that is on may
  * still claim them; an event every destination acknowledges in that time
  * never enters SQLite: the ingest thread only adds the counters and moves
- * the committed sequence number past it. What no lane took in time, and
- * everything once the ring is half full, is committed as before.
+ * the committed sequence number past it. What no lane took in time is
+ * committed as before.
  *
  * A claim that fails (any verdict but a clean success, or a request that
  * cannot be encoded) is revoked: the ingest thread commits its events with
@@ -161,6 +160,9 @@ void herald_stage_published(herald_stage *s, uint64_t *seq, uint64_t *pos);
  * delivery thread). */
 #define HERALD_STAGE_LANES 16
 
+/* How long the delivery thread waits for a revoked claim's commit. */
+#define HERALD_STAGE_REVOKE_WAIT_MS 5000
+
 typedef struct herald_stage_ack {
     uint64_t requests, bytes_raw, bytes_sent, dropped;
 } herald_stage_ack;
@@ -173,7 +175,6 @@ typedef struct herald_stage_claim {
     size_t count;
     const char **events;
     size_t *lengths;
-    int64_t oldest_ms;         /* created_ms of the first event */
     int64_t *ids;              /* after a revoke: each event's id in the queue */
     /* Internal to staging.c. */
     struct herald_stage *stage;
