@@ -665,15 +665,12 @@ herald_status herald_open(herald_client **out, const herald_options *opts)
                               stage_committed, c, sub, sizeof sub) != HERALD_OK) {
             herald_log(&c->logger, HERALD_LOG_WARN, "staging off: %s", sub);
         } else {
-            int lanes = opts->deliver &&
-                        herald_stage_set_lanes(stage, c->destination_names, c->destination_count,
-                                               lane_hold_ms(c)) == HERALD_OK;
-            if (opts->deliver && !lanes)
+            if (opts->deliver &&
+                herald_stage_set_lanes(stage, c->destination_names, c->destination_count,
+                                       lane_hold_ms(c)) != HERALD_OK)
                 herald_log(&c->logger, HERALD_LOG_WARN, "fast lane off: out of memory");
             pthread_mutex_lock(&c->mutex); /* the delivery thread takes batches from it */
             c->stage = stage;
-            for (size_t i = 0; i < c->destination_count && i < HERALD_STAGE_LANES; i++)
-                c->destinations[i].lane_on = lanes;
             pthread_mutex_unlock(&c->mutex);
         }
     }

@@ -57,7 +57,6 @@ typedef struct herald_destination_state {
     int64_t *inflight_ids;       /* events in requests not yet answered */
     size_t inflight_count;
     size_t inflight_capacity;
-    int lane_on;                 /* its staging lane is on (delivery thread) */
 } herald_destination_state;
 
 struct herald_client {

@@ -23,7 +23,6 @@
 #define RESPONSE_HEADERS_MAX (16 * 1024)
 #define RETRY_AFTER_MAX_MS (3600 * 1000)
 #define IDLE_WAKE_MS 1000
-#define REVOKE_WAIT_MS 5000
 
 typedef struct transfer {
     herald_destination_state *dest;
@@ -40,7 +39,8 @@ typedef struct transfer {
     int64_t *ids;
     uint32_t attempt;
     herald_stage_claim *claim;   /* taken from the staging ring (events, lengths
-                                    and, once settled, ids are the claim's) */
+                                    and, once settled, ids are the claim's);
+                                    NULL once the stage has it back */
     int fast;
     int counted;                 /* the request is in the counters already */
     int body_cut;                /* the response body was cut at RESPONSE_BODY_MAX */
@@ -200,7 +200,9 @@ static void transfer_free(transfer *t)
     herald_free(t->request.headers);
     herald_free(t->request.secrets);
     free(t->compressed);
-    if (!t->fast) {
+    if (t->fast) {
+        herald_stage_claim_free(t->claim);
+    } else {
         herald_queue_rows_free(t->rows, t->count);
         free(t->events);
         free(t->lengths);
@@ -590,6 +592,37 @@ static void settle_unsendable(herald_client *c, transfer *t, const char *why)
     settle(c, t, t->ids, t->count, &response, &verdict);
 }
 
+/* The batch leaves its destination's requests in flight (under the mutex). */
+static void transfer_out(transfer *t)
+{
+    if (t->fast)
+        t->dest->inflight_requests--;
+    else
+        inflight_remove(t->dest, t->ids, t->count);
+}
+
+/* A batch from the ring that will not be acknowledged: have the ingest
+ * thread commit its events (no mutex held). */
+static herald_claim_next revoke_claim(transfer *t, int timeout_ms)
+{
+    herald_claim_next next = herald_stage_claim_revoke(t->claim, timeout_ms);
+    if (next == HERALD_CLAIM_TAKEN)
+        t->claim = NULL; /* the stage's now */
+    return next;
+}
+
+/* After a revoke (under the mutex): 1 if the events are rows in the queue,
+ * now due, whose ids the batch holds to be settled like any other. */
+static int claim_in_queue(herald_client *c, transfer *t, herald_claim_next next)
+{
+    if (next != HERALD_CLAIM_SETTLE)
+        return 0;
+    t->ids = t->claim->ids;
+    if (herald_queue_unmark_fast(c->queue, t->dest->name, t->ids, t->count) != HERALD_OK)
+        herald_client_set_error(c, "%s: %s", t->dest->name, herald_queue_errmsg(c->queue));
+    return 1;
+}
+
 /* The outcome of a request taken from the staging ring (no mutex held). A
  * clean success is left to the ingest thread to count; anything else is
  * settled like a batch from the queue once the ingest thread has committed
@@ -610,15 +643,14 @@ static void fast_outcome(herald_client *c, transfer *t, const herald_backend_res
             .dropped = verdict->dropped < t->count ? verdict->dropped : t->count,
         };
         next = herald_stage_claim_acked(t->claim, &ack);
+        if (next == HERALD_CLAIM_TAKEN)
+            t->claim = NULL;
     } else {
-        next = herald_stage_claim_revoke(t->claim, REVOKE_WAIT_MS);
+        next = revoke_claim(t, HERALD_STAGE_REVOKE_WAIT_MS);
     }
     pthread_mutex_lock(&c->mutex);
-    d->inflight_requests--;
-    if (next == HERALD_CLAIM_SETTLE) {
-        t->ids = t->claim->ids;
-        if (herald_queue_unmark_fast(c->queue, d->name, t->ids, t->count) != HERALD_OK)
-            herald_client_set_error(c, "%s: %s", d->name, herald_queue_errmsg(c->queue));
+    transfer_out(t);
+    if (claim_in_queue(c, t, next)) {
         settle_per_event(c, t, response, verdict, event_kinds);
     } else if (clean) {
         d->consecutive_failures = 0;
@@ -638,10 +670,6 @@ static void fast_outcome(herald_client *c, transfer *t, const herald_backend_res
     }
     pthread_cond_broadcast(&c->drained);
     pthread_mutex_unlock(&c->mutex);
-    if (next != HERALD_CLAIM_TAKEN)
-        herald_stage_claim_free(t->claim);
-    t->claim = NULL;
-    t->ids = NULL;
 }
 
 static int reap(herald_client *c)
@@ -741,14 +769,11 @@ static size_t bytes_per_request(const herald_destination_state *d)
  * then holds records back for it (staging.h, the fast lane). */
 static int lane_healthy(herald_client *c, herald_destination_state *d, int64_t now)
 {
-    size_t index = (size_t)(d - c->destinations);
-    int on = c->stage != NULL && index < HERALD_STAGE_LANES && !c->stop &&
-             d->paused_until_ms <= now && d->consecutive_failures == 0 && d->split_limit == 0;
-    if (c->stage != NULL && on != d->lane_on) {
-        herald_stage_lane_set(c->stage, index, on);
-        d->lane_on = on;
-    }
-    return on;
+    int on = !c->stop && d->paused_until_ms <= now && d->consecutive_failures == 0 &&
+             d->split_limit == 0;
+    if (c->stage != NULL)
+        herald_stage_lane_set(c->stage, (size_t)(d - c->destinations), on);
+    return on && c->stage != NULL;
 }
 
 /* A batch straight from the staging ring (under the mutex). */
@@ -945,30 +970,18 @@ static void *delivery_main(void *arg)
                 continue;
             }
             /* A batch from the ring is settled once its events are committed. */
-            herald_claim_next next = t->fast ? herald_stage_claim_revoke(t->claim, REVOKE_WAIT_MS)
-                                             : HERALD_CLAIM_SETTLE;
+            herald_claim_next next =
+                t->fast ? revoke_claim(t, HERALD_STAGE_REVOKE_WAIT_MS) : HERALD_CLAIM_SETTLE;
             pthread_mutex_lock(&c->mutex);
-            if (t->fast && next == HERALD_CLAIM_SETTLE) {
-                t->ids = t->claim->ids;
-                if (herald_queue_unmark_fast(c->queue, t->dest->name, t->ids, t->count) !=
-                    HERALD_OK)
-                    herald_client_set_error(c, "%s: %s", t->dest->name,
-                                            herald_queue_errmsg(c->queue));
+            if (!t->fast || claim_in_queue(c, t, next)) {
+                if (prepared == HERALD_ENCODE_SKIP)
+                    settle_skipped(c, t);
+                else
+                    settle_unsendable(c, t, err);
             }
-            if (next == HERALD_CLAIM_SETTLE && prepared == HERALD_ENCODE_SKIP)
-                settle_skipped(c, t);
-            else if (next == HERALD_CLAIM_SETTLE)
-                settle_unsendable(c, t, err);
-            if (t->fast)
-                t->dest->inflight_requests--;
-            else
-                inflight_remove(t->dest, t->ids, t->count);
+            transfer_out(t);
             pthread_cond_broadcast(&c->drained);
             pthread_mutex_unlock(&c->mutex);
-            if (t->fast && next != HERALD_CLAIM_TAKEN)
-                herald_stage_claim_free(t->claim);
-            if (t->fast)
-                t->ids = NULL; /* the claim's */
             transfer_free(t);
         }
 
@@ -998,16 +1011,11 @@ static void *delivery_main(void *arg)
         /* From the ring: the stage is closed by now (its events were
          * committed with FAST rows, made due at the next open) or takes
          * them back. */
-        herald_claim_next next =
-            t->fast ? herald_stage_claim_revoke(t->claim, 0) : HERALD_CLAIM_TAKEN;
-        pthread_mutex_lock(&c->mutex);
         if (t->fast)
-            t->dest->inflight_requests--;
-        else
-            inflight_remove(t->dest, t->ids, t->count);
+            revoke_claim(t, 0);
+        pthread_mutex_lock(&c->mutex);
+        transfer_out(t);
         pthread_mutex_unlock(&c->mutex);
-        if (t->fast && next != HERALD_CLAIM_TAKEN)
-            herald_stage_claim_free(t->claim);
         transfer_free(t);
     }
     return NULL;
