@@ -1041,14 +1041,10 @@ static herald_status store_event(herald_client *c, int64_t now, const char *type
         return HERALD_E_STORAGE;
     pthread_mutex_lock(&c->mutex);
     uint64_t evicted = 0;
-    herald_queue_item item = {
-        .created_ms = now, .type = type, .body = body, .length = length,
-        .destinations = destinations, .destination_count = routed, .held = held,
-    };
     herald_stage_mark mark = {0, 0, 0, 0};
-    herald_status st = herald_queue_push_many(c->queue, &item, 1, 0, ch->meta, ch->meta_count,
-                                              NULL, NULL, 0, NULL, &evicted, &mark.queued_events,
-                                              &mark.queued_bytes, err, errlen);
+    herald_status st = herald_queue_push(c->queue, now, type, body, length, destinations, routed,
+                                         held, ch->meta, ch->meta_count, &evicted,
+                                         &mark.queued_events, &mark.queued_bytes, err, errlen);
     if (st == HERALD_OK && c->stage != NULL) {
         /* Everything staged was committed first (herald_stage_sync). */
         herald_stage_published(c->stage, &mark.seq, &mark.pos);

@@ -689,14 +689,15 @@ herald_status herald_queue_push(herald_queue *q, int64_t now_ms, const char *typ
                                 const char *body, size_t length, const char *const *destinations,
                                 size_t destination_count, int held,
                                 const herald_meta_update *meta, size_t meta_count,
-                                uint64_t *evicted, char *err, size_t errlen)
+                                uint64_t *evicted, int64_t *queued_events, int64_t *queued_bytes,
+                                char *err, size_t errlen)
 {
     herald_queue_item item = {
         .created_ms = now_ms, .type = type, .body = body, .length = length,
         .destinations = destinations, .destination_count = destination_count, .held = held,
     };
     return herald_queue_push_many(q, &item, 1, 0, meta, meta_count, NULL, NULL, 0, NULL, evicted,
-                                  NULL, NULL, err, errlen);
+                                  queued_events, queued_bytes, err, errlen);
 }
 
 herald_status herald_queue_adopt(herald_queue *q, const char *const *destinations,

@@ -66,14 +66,16 @@ typedef struct herald_meta_update {
 
 /* Commit one event, its outbox rows (held when `held`) and the metadata
  * updates in one transaction, enforcing the queue bounds. Under drop_oldest,
- * *evicted receives the number of events evicted to make room.
- * Errors: HERALD_E_QUEUE_FULL (reject_new, or an event larger than the whole
- * byte bound), HERALD_E_STORAGE. */
+ * *evicted receives the number of events evicted to make room;
+ * *queued_events and *queued_bytes (may be NULL) the queue's totals after
+ * the commit. Errors: HERALD_E_QUEUE_FULL (reject_new, or an event larger
+ * than the whole byte bound), HERALD_E_STORAGE. */
 herald_status herald_queue_push(herald_queue *q, int64_t now_ms, const char *type,
                                 const char *body, size_t length, const char *const *destinations,
                                 size_t destination_count, int held,
                                 const herald_meta_update *meta, size_t meta_count,
-                                uint64_t *evicted, char *err, size_t errlen);
+                                uint64_t *evicted, int64_t *queued_events, int64_t *queued_bytes,
+                                char *err, size_t errlen);
 
 /* One event of a push_many. */
 typedef struct herald_queue_item {

@@ -227,7 +227,7 @@ static herald_status push_body(fx *f, int64_t now, const char *body, const char 
     uint64_t ev = 12345;
     f->err[0] = '\0';
     herald_status st = herald_queue_push(f->q, now, "track", body, strlen(body), dests, ndest, 0,
-                                         NULL, 0, &ev, f->err, sizeof f->err);
+                                         NULL, 0, &ev, NULL, NULL, f->err, sizeof f->err);
     if (evicted)
         *evicted = ev;
     return st;
@@ -247,7 +247,7 @@ static void push_text(fx *f, const char *body, const char *const *dests, size_t 
 {
     uint64_t ev = 0;
     herald_status st = herald_queue_push(f->q, 1000, "track", body, strlen(body), dests, n, 0, NULL,
-                                         0, &ev, f->err, sizeof f->err);
+                                         0, &ev, NULL, NULL, f->err, sizeof f->err);
     if (st != HERALD_OK)
         fail_msg("push %s: %d %s", body, st, f->err);
 }
@@ -576,7 +576,7 @@ static void test_push_and_fetch(void **state)
     const char *body = "{\"type\":\"track\",\"event\":\"e\"}";
     uint64_t ev = 99;
     assert_int_equal(herald_queue_push(f->q, 4242, "track", body, strlen(body), ONE_DEST, 1, 0,
-                                       NULL, 0, &ev, f->err, sizeof f->err),
+                                       NULL, 0, &ev, NULL, NULL, f->err, sizeof f->err),
                      HERALD_OK);
     assert_int_equal(ev, 0);
     assert_int_equal(count_rows(f, "events"), 1);
@@ -1299,7 +1299,7 @@ static void test_push_held_and_release(void **state)
     char body[64];
     make_body(body, 40, 1);
     uint64_t ev = 0;
-    assert_int_equal(herald_queue_push(f->q, 1000, "track", body, 40, TWO_DESTS, 2, 1, NULL, 0, &ev,
+    assert_int_equal(herald_queue_push(f->q, 1000, "track", body, 40, TWO_DESTS, 2, 1, NULL, 0, &ev, NULL, NULL,
                                        f->err, sizeof f->err),
                      HERALD_OK);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM outbox WHERE next_at = 9223372036854775807",
@@ -1363,7 +1363,7 @@ static void test_push_writes_metadata_atomically(void **state)
     uint64_t ev = 0;
     herald_meta_update meta[] = {{"user_id", "u-1"}, {"session", "1000 1000 1"}};
     assert_int_equal(herald_queue_push(f->q, 1000, "identify", body, 40, ONE_DEST, 1, 0, meta, 2,
-                                       &ev, f->err, sizeof f->err),
+                                       &ev, NULL, NULL, f->err, sizeof f->err),
                      HERALD_OK);
     char *v = NULL;
     assert_int_equal(herald_queue_meta_get(f->q, "user_id", &v), HERALD_OK);
@@ -1376,13 +1376,13 @@ static void test_push_writes_metadata_atomically(void **state)
     /* A refused push (queue full) writes none of its metadata. */
     herald_meta_update other[] = {{"user_id", "u-2"}, {"session", NULL}};
     assert_int_equal(herald_queue_push(f->q, 1000, "identify", body, 40, ONE_DEST, 1, 0, other, 2,
-                                       &ev, f->err, sizeof f->err),
+                                       &ev, NULL, NULL, f->err, sizeof f->err),
                      HERALD_E_QUEUE_FULL);
     /* Nor does an event larger than the byte bound. */
     char big[2048];
     make_body(big, 1500, 3);
     assert_int_equal(herald_queue_push(f->q, 1000, "identify", big, 1500, ONE_DEST, 1, 0, other, 2,
-                                       &ev, f->err, sizeof f->err),
+                                       &ev, NULL, NULL, f->err, sizeof f->err),
                      HERALD_E_QUEUE_FULL);
     assert_int_equal(herald_queue_meta_get(f->q, "user_id", &v), HERALD_OK);
     assert_string_equal(v, "u-1");
@@ -1396,7 +1396,7 @@ static void test_push_writes_metadata_atomically(void **state)
     herald_settlement s = settlement(HERALD_SETTLE_ACK, &one, 1, 2000);
     assert_int_equal(herald_queue_settle(f->q, "a", &s, NULL, NULL), HERALD_OK);
     assert_int_equal(herald_queue_push(f->q, 1000, "identify", body, 40, ONE_DEST, 1, 0, other, 2,
-                                       &ev, f->err, sizeof f->err),
+                                       &ev, NULL, NULL, f->err, sizeof f->err),
                      HERALD_OK);
     assert_int_equal(herald_queue_meta_get(f->q, "user_id", &v), HERALD_OK);
     assert_string_equal(v, "u-2");
