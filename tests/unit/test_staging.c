@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include "herald/herald.h"
+#include "queue.h"
+#include "staging.h"
 
 typedef struct fx {
     char dir[256];
@@ -72,15 +74,20 @@ static int teardown(void **state)
     return 0;
 }
 
-static herald_client *open_sized(const fx *f, uint32_t staging_bytes)
+/* The defaults on the fixture's queue, delivery off. */
+static herald_options options_for(const fx *f)
 {
     herald_options o;
     herald_options_init(&o);
     o.db_path = f->path;
     o.deliver = 0;
-    o.staging_bytes = staging_bytes;
+    return o;
+}
+
+static herald_client *open_with(const herald_options *o)
+{
     herald_client *c = NULL;
-    herald_status st = herald_open(&c, &o);
+    herald_status st = herald_open(&c, o);
     if (st != HERALD_OK) {
         char why[512];
         herald_last_error(NULL, why, sizeof why);
@@ -89,9 +96,17 @@ static herald_client *open_sized(const fx *f, uint32_t staging_bytes)
     return c;
 }
 
+static herald_client *open_sized(const fx *f, uint32_t staging_bytes)
+{
+    herald_options o = options_for(f);
+    o.staging_bytes = staging_bytes;
+    return open_with(&o);
+}
+
 static herald_client *open_client(const fx *f)
 {
-    return open_sized(f, 64u << 20);
+    herald_options o = options_for(f);
+    return open_with(&o);
 }
 
 static int64_t db_int(const char *path, const char *sql)
@@ -343,14 +358,10 @@ static void test_foreign_file_does_not_stop_open(void **state)
     assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
     close(fd);
 
-    herald_options o;
-    herald_options_init(&o);
-    o.db_path = f->path;
-    o.deliver = 0;
+    herald_options o = options_for(f);
     o.log = count_warnings;
     warned = 0;
-    herald_client *c = NULL;
-    assert_int_equal(herald_open(&c, &o), HERALD_OK);
+    herald_client *c = open_with(&o);
     assert_int_equal(warned, 1);
     assert_int_equal(herald_track(c, "e", NULL), HERALD_OK);
     herald_close(c, 0);
@@ -390,13 +401,9 @@ static void test_sync_times_out_while_the_file_is_locked(void **state)
 static void test_large_event_commits_directly_in_order(void **state)
 {
     fx *f = *state;
-    herald_options o;
-    herald_options_init(&o);
-    o.db_path = f->path;
-    o.deliver = 0;
+    herald_options o = options_for(f);
     o.max_event_bytes = 1u << 20;
-    herald_client *c = NULL;
-    assert_int_equal(herald_open(&c, &o), HERALD_OK);
+    herald_client *c = open_with(&o);
     size_t big = 500 * 1024;
     char *props = malloc(big + 32);
     assert_non_null(props);
@@ -486,14 +493,10 @@ static void test_staging_bytes_sizes_the_file_and_zero_turns_it_off(void **state
 static void test_reject_new_counts_staged_events(void **state)
 {
     fx *f = *state;
-    herald_options o;
-    herald_options_init(&o);
-    o.db_path = f->path;
-    o.deliver = 0;
+    herald_options o = options_for(f);
     o.overflow_policy = HERALD_OVERFLOW_REJECT_NEW;
     o.max_queue_events = 50;
-    herald_client *c = NULL;
-    assert_int_equal(herald_open(&c, &o), HERALD_OK);
+    herald_client *c = open_with(&o);
     int ok = 0, full = 0;
     for (int i = 0; i < 80; i++) {
         herald_status st = herald_track(c, "e", "{\"k\":1}");
@@ -505,6 +508,186 @@ static void test_reject_new_counts_staged_events(void **state)
     assert_int_equal(herald_sync(c, 5000), HERALD_OK);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 50);
     herald_close(c, 0);
+}
+
+/* ---- the fast lane, driven as the delivery thread drives it ---- */
+
+/* A stage on the fixture's queue with one lane, "d", that holds records
+ * back for a minute: nothing is committed unless the test makes it so. */
+static herald_stage *open_stage(const fx *f)
+{
+    herald_queue_config qc = {
+        .path = f->path, .durability = HERALD_DURABILITY_PROCESS, .max_events = 1000000,
+        .max_bytes = 1u << 30, .max_dead_letters = 1000,
+        .overflow_policy = HERALD_OVERFLOW_DROP_OLDEST,
+    };
+    herald_stage *s = NULL;
+    char err[256] = "";
+    if (herald_stage_open(&s, &qc, HERALD_STAGE_MIN, NULL, NULL, NULL, err, sizeof err) !=
+        HERALD_OK)
+        fail_msg("herald_stage_open: %s", err);
+    static const char *const lanes[] = {"d"};
+    assert_int_equal(herald_stage_set_lanes(s, lanes, 1, 60000), HERALD_OK);
+    return s;
+}
+
+/* Stage {"seq":first} ... for "d"; returns the status of the last append. */
+static herald_status stage_events(herald_stage *s, int first, int count, int timeout_ms)
+{
+    static const char *const dests[] = {"d"};
+    herald_status st = HERALD_OK;
+    for (int i = first; i < first + count && st == HERALD_OK; i++) {
+        char body[64], err[256];
+        int len = snprintf(body, sizeof body, "{\"seq\":%d}", i);
+        herald_stage_entry e = {
+            .event = {.created_ms = 1000, .type = "track", .body = body, .length = (size_t)len,
+                      .destinations = dests, .destination_count = 1},
+        };
+        st = herald_stage_append(s, &e, timeout_ms, err, sizeof err);
+    }
+    return st;
+}
+
+static herald_stage_claim *take_batch(herald_stage *s)
+{
+    herald_stage_batching b = {
+        .max_events = 100, .max_bytes = 1u << 20, .flushing = 1, .now_ms = 2000,
+        .row_commits = herald_stage_row_commits(s),
+    };
+    herald_stage_claim *c = NULL;
+    int64_t ready = INT64_MAX;
+    assert_int_equal(herald_stage_take(s, 0, &b, &c, &ready), 1);
+    return c;
+}
+
+static int64_t fast_rows(const fx *f)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE next_at = %lld",
+             (long long)HERALD_QUEUE_FAST);
+    return db_int(f->path, sql);
+}
+
+/* An acknowledged batch is only counted: no event row, exact counters. */
+static void test_lane_acked_events_are_only_counted(void **state)
+{
+    fx *f = *state;
+    herald_stage *s = open_stage(f);
+    assert_int_equal(stage_events(s, 0, 20, 1000), HERALD_OK);
+    herald_stage_claim *c = take_batch(s);
+    assert_int_equal(c->count, 20);
+    assert_string_equal(c->events[7], "{\"seq\":7}"); /* NUL-terminated in place */
+    herald_stage_ack ack = {.requests = 1, .bytes_raw = 500, .bytes_sent = 100};
+    assert_int_equal(herald_stage_claim_acked(c, &ack), HERALD_CLAIM_TAKEN);
+    char err[256] = "";
+    assert_int_equal(herald_stage_sync(s, 5000, err, sizeof err), HERALD_OK);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events"), 0);
+    /* The AUTOINCREMENT high-water mark: no event row was ever made. */
+    assert_int_equal(
+        db_int(f->path, "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'"),
+        0);
+    assert_int_equal(db_int(f->path, "SELECT value FROM counters WHERE name = 'sent'"), 20);
+    assert_int_equal(db_int(f->path, "SELECT value FROM counters WHERE name = 'accepted'"), 20);
+    assert_int_equal(db_int(f->path, "SELECT value FROM counters WHERE name = 'bytes_raw'"), 500);
+    herald_stage_close(s);
+}
+
+/* A revoked batch comes back as FAST rows with their ids; while the claim
+ * is held its ring space is not reused (the producer is refused rather
+ * than overwrite it), and freeing the claim gives the space back. */
+static void test_lane_revoked_claim_keeps_its_ring_space(void **state)
+{
+    fx *f = *state;
+    herald_stage *s = open_stage(f);
+    assert_int_equal(stage_events(s, 0, 10, 1000), HERALD_OK);
+    herald_stage_claim *c = take_batch(s);
+    assert_int_equal(herald_stage_claim_revoke(c, 5000), HERALD_CLAIM_SETTLE);
+    assert_int_equal(fast_rows(f), 10);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM meta WHERE key = 'fast_rows'"), 1);
+    for (size_t i = 1; i < c->count; i++)
+        assert_true(c->ids[i] > c->ids[i - 1] && c->ids[0] > 0);
+
+    /* Fill the ring: about 1 MiB of records against the pinned claim. */
+    int staged = 0;
+    while (stage_events(s, 1000 + staged, 1, 0) == HERALD_OK)
+        assert_true(++staged < 100000);
+    assert_true(staged > 5000);
+    assert_string_equal(c->events[3], "{\"seq\":3}");
+
+    herald_queue_config qc = {.path = f->path, .max_events = 1000000, .max_bytes = 1u << 30,
+                              .max_dead_letters = 1000};
+    herald_queue *q = NULL;
+    char err[256] = "";
+    assert_int_equal(herald_queue_open(&q, &qc, err, sizeof err), HERALD_OK);
+    assert_int_equal(herald_queue_unmark_fast(q, "d", c->ids, c->count), HERALD_OK);
+    assert_int_equal(fast_rows(f), 0);
+    herald_stage_claim_free(c);
+    assert_int_equal(stage_events(s, 900000, 1, 5000), HERALD_OK);
+    herald_stage_close(s);
+    herald_queue_close(q);
+}
+
+/* The ingest thread cannot commit (another connection holds the write
+ * lock): the revoke gives up, and once the lock goes the events are plain
+ * rows, due at once (FAST rows written meanwhile are made due). */
+static void test_revoke_gives_up_while_the_queue_is_locked(void **state)
+{
+    fx *f = *state;
+    herald_stage *s = open_stage(f);
+    assert_int_equal(stage_events(s, 0, 10, 1000), HERALD_OK);
+    herald_stage_claim *c = take_batch(s);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(herald_stage_claim_revoke(c, 300), HERALD_CLAIM_TAKEN); /* the stage's now */
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char err[256] = "";
+    assert_int_equal(herald_stage_sync(s, 10000, err, sizeof err), HERALD_OK);
+    int64_t due = 0;
+    for (int tries = 0; tries < 500 && due < 10; tries++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        due = db_int(f->path, "SELECT count(*) FROM outbox WHERE dest = 'd' AND next_at = 0");
+    }
+    assert_int_equal(due, 10);
+    assert_int_equal(fast_rows(f), 0);
+    herald_stage_close(s);
+}
+
+/* Closed with a batch in flight: the close commits its events (FAST rows,
+ * released at the next open); the request, which outlives the stage, still
+ * reads its events and settles them. */
+static void test_close_with_a_claim_in_flight(void **state)
+{
+    fx *f = *state;
+    herald_stage *s = open_stage(f);
+    assert_int_equal(stage_events(s, 0, 5, 1000), HERALD_OK);
+    herald_stage_claim *c = take_batch(s);
+    herald_stage_close(s);
+    assert_int_equal(fast_rows(f), 5);
+    assert_int_equal(herald_stage_claim_revoke(c, 0), HERALD_CLAIM_SETTLE);
+    assert_string_equal(c->events[4], "{\"seq\":4}");
+    herald_stage_claim_free(c);
+}
+
+/* Rows committed since the delivery thread looked at the queue go first:
+ * the lane takes nothing and asks to be asked again at once. */
+static void test_take_waits_for_rows_committed_meanwhile(void **state)
+{
+    fx *f = *state;
+    herald_stage *s = open_stage(f);
+    assert_int_equal(stage_events(s, 0, 5, 1000), HERALD_OK);
+    herald_stage_batching b = {
+        .max_events = 100, .max_bytes = 1u << 20, .flushing = 1, .now_ms = 2000,
+        .row_commits = herald_stage_row_commits(s) + 1,
+    };
+    herald_stage_claim *c = NULL;
+    int64_t ready = INT64_MAX;
+    assert_int_equal(herald_stage_take(s, 0, &b, &c, &ready), 0);
+    assert_null(c);
+    assert_int_equal(ready, 2001);
+    herald_stage_close(s);
 }
 
 int main(void)
@@ -525,6 +708,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_staging_bytes_sizes_the_file_and_zero_turns_it_off,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_reject_new_counts_staged_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lane_acked_events_are_only_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lane_revoked_claim_keeps_its_ring_space, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_gives_up_while_the_queue_is_locked, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_a_claim_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_take_waits_for_rows_committed_meanwhile, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("staging", tests, NULL, NULL);
 }
