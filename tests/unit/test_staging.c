@@ -294,16 +294,24 @@ static void test_torn_record_is_not_replayed(void **state)
                      40);
 }
 
+/* Make `name` in the fixture's directory, 8 KiB long (its path into
+ * path); returns the open descriptor. */
+static int make_file(const fx *f, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", f->dir, name);
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 8192), 0);
+    return fd;
+}
+
 /* A staging file whose owner is alive (it holds the flock) is not touched. */
 static void test_live_owner_file_is_left_alone(void **state)
 {
     fx *f = *state;
     char other[600];
-    snprintf(other, sizeof other, "%s/q.db-stage-1-live", f->dir);
-    int fd = open(other, O_RDWR | O_CREAT, 0600);
-    assert_true(fd >= 0);
+    int fd = make_file(f, "q.db-stage-1-live", other, sizeof other);
     assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
-    assert_int_equal(ftruncate(fd, 8192), 0);
 
     herald_client *c = open_client(f);
     assert_int_equal(herald_track(c, "e", NULL), HERALD_OK);
@@ -350,9 +358,7 @@ static void test_foreign_file_does_not_stop_open(void **state)
 {
     fx *f = *state;
     char foreign[600];
-    snprintf(foreign, sizeof foreign, "%s/q.db-stage-9-zzzz", f->dir);
-    int fd = open(foreign, O_RDWR | O_CREAT, 0600);
-    assert_true(fd >= 0);
+    int fd = make_file(f, "q.db-stage-9-zzzz", foreign, sizeof foreign);
     char junk[8192];
     memset(junk, 'x', sizeof junk);
     assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
@@ -560,6 +566,14 @@ static herald_stage_claim *take_batch(herald_stage *s)
     return c;
 }
 
+/* A stage with `count` events staged, all taken as one batch. */
+static herald_stage_claim *stage_and_take(const fx *f, int count, herald_stage **s)
+{
+    *s = open_stage(f);
+    assert_int_equal(stage_events(*s, 0, count, 1000), HERALD_OK);
+    return take_batch(*s);
+}
+
 static int64_t fast_rows(const fx *f)
 {
     char sql[96];
@@ -572,9 +586,8 @@ static int64_t fast_rows(const fx *f)
 static void test_lane_acked_events_are_only_counted(void **state)
 {
     fx *f = *state;
-    herald_stage *s = open_stage(f);
-    assert_int_equal(stage_events(s, 0, 20, 1000), HERALD_OK);
-    herald_stage_claim *c = take_batch(s);
+    herald_stage *s = NULL;
+    herald_stage_claim *c = stage_and_take(f, 20, &s);
     assert_int_equal(c->count, 20);
     assert_string_equal(c->events[7], "{\"seq\":7}"); /* NUL-terminated in place */
     herald_stage_ack ack = {.requests = 1, .bytes_raw = 500, .bytes_sent = 100};
@@ -598,9 +611,8 @@ static void test_lane_acked_events_are_only_counted(void **state)
 static void test_lane_revoked_claim_keeps_its_ring_space(void **state)
 {
     fx *f = *state;
-    herald_stage *s = open_stage(f);
-    assert_int_equal(stage_events(s, 0, 10, 1000), HERALD_OK);
-    herald_stage_claim *c = take_batch(s);
+    herald_stage *s = NULL;
+    herald_stage_claim *c = stage_and_take(f, 10, &s);
     assert_int_equal(herald_stage_claim_revoke(c, 5000), HERALD_CLAIM_SETTLE);
     assert_int_equal(fast_rows(f), 10);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM meta WHERE key = 'fast_rows'"), 1);
@@ -633,9 +645,8 @@ static void test_lane_revoked_claim_keeps_its_ring_space(void **state)
 static void test_revoke_gives_up_while_the_queue_is_locked(void **state)
 {
     fx *f = *state;
-    herald_stage *s = open_stage(f);
-    assert_int_equal(stage_events(s, 0, 10, 1000), HERALD_OK);
-    herald_stage_claim *c = take_batch(s);
+    herald_stage *s = NULL;
+    herald_stage_claim *c = stage_and_take(f, 10, &s);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
@@ -661,9 +672,8 @@ static void test_revoke_gives_up_while_the_queue_is_locked(void **state)
 static void test_close_with_a_claim_in_flight(void **state)
 {
     fx *f = *state;
-    herald_stage *s = open_stage(f);
-    assert_int_equal(stage_events(s, 0, 5, 1000), HERALD_OK);
-    herald_stage_claim *c = take_batch(s);
+    herald_stage *s = NULL;
+    herald_stage_claim *c = stage_and_take(f, 5, &s);
     herald_stage_close(s);
     assert_int_equal(fast_rows(f), 5);
     assert_int_equal(herald_stage_claim_revoke(c, 0), HERALD_CLAIM_SETTLE);
