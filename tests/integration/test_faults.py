@@ -82,9 +82,11 @@ def assert_delivered_once(server, n):
 # Transport faults: what the server does, and what the reason must say.
 TRANSPORT = {
     # A reset right after accept can reach a slow client (valgrind) before its
-    # connect completes: curl then calls it a connection failure.
+    # connect completes: curl then calls it a connection failure, or fails to
+    # read the peer's address from the dead socket (ENOTCONN).
     "rst_on_accept": (rst_on_accept,
-                      r"reset|broken pipe|empty reply|send failure|couldn't connect"),
+                      r"reset|broken pipe|empty reply|send failure|couldn't connect"
+                      r"|not connected"),
     "rst_mid_request": (rst_mid_request, r"reset|broken pipe|empty reply|send failure"),
     "rst_after_request": (rst_after_request, r"reset|broken pipe|empty reply"),
     "half_response_rst": (half_response_rst, r"reset|receiv|recv"),
