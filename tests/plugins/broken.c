@@ -1,6 +1,7 @@
 /* Deliberately broken plugins for the loader's tests: one source, built once
- * per BROKEN_KIND (see meson.build). Each must be refused at herald_open with
- * a clear message, never loaded into a crash later. */
+ * per BROKEN_KIND (see meson.build). Each but the last must be refused at
+ * herald_open with a clear message, never loaded into a crash later; the last
+ * loads, and cannot encode any batch. */
 #include <herald/plugin.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #define NULL_FUNCTION 3
 #define CREATE_FAILS 4
 #define WRONG_NAME 5
+#define ENCODE_FAILS 6
 
 static int create(const char *config_json, uint32_t core_abi, void **state, char *err,
                   size_t errlen)
@@ -42,9 +44,8 @@ static int encode(void *state, const herald_backend_batch *batch, herald_backend
                   char *err, size_t errlen)
 {
     (void)state;
-    (void)batch;
     (void)out;
-    snprintf(err, errlen, "broken: cannot encode");
+    snprintf(err, errlen, "broken: cannot encode %zu events", batch->count);
     return -1;
 }
 

@@ -1,6 +1,7 @@
 /* The plugin loader through herald_open: a built-in backend built as a
  * module loads by absolute path; broken plugins are refused at open with a
- * clear message and no queue file is created. */
+ * clear message and no queue file is created; a plugin that cannot encode
+ * has its events dead-lettered with its message, none lost or retried. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -137,6 +138,65 @@ static void test_plugin_path_search(void **state)
     expect_refused("Rest", "unknown backend \"Rest\"");
 }
 
+/* Count the occurrences of needle in haystack. */
+static int count_of(const char *haystack, const char *needle)
+{
+    int n = 0;
+    for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Every batch's encode() fails: its events are dead letters at once, with
+ * the plugin's message and no HTTP status, whether the batch came from the
+ * staging ring (the fast lane) or from the queue. */
+static void test_encode_failure_dead_letters(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/herald-backend-encodefail.so",
+             dir_of("HERALD_TEST_PLUGINS_DIR"));
+    const uint32_t staging[] = {64u << 20, 0};
+    for (size_t round = 0; round < 2; round++) {
+        teardown(NULL);
+        herald_destination d = {"p", path, "{}"};
+        herald_options o;
+        herald_options_init(&o);
+        o.db_path = db_path;
+        o.destinations = &d;
+        o.destination_count = 1;
+        o.flush_interval_ms = 50;
+        o.staging_bytes = staging[round];
+        herald_client *c = NULL;
+        assert_int_equal(herald_open(&c, &o), HERALD_OK);
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(herald_track(c, "Unsendable", NULL), HERALD_OK);
+        assert_int_equal(herald_flush(c, 10000), HERALD_OK);
+        herald_stats st = {.struct_size = sizeof st};
+        assert_int_equal(herald_stats_get(c, &st), HERALD_OK);
+        assert_int_equal(st.accepted, 5);
+        assert_int_equal(st.sent, 0);
+        assert_int_equal(st.retried, 0);
+        assert_int_equal(st.dead, 5);
+        assert_int_equal(st.dead_letters, 5);
+        assert_int_equal(st.queued, 0);
+        assert_int_equal(st.requests, 0);
+        char *dead = NULL;
+        assert_int_equal(herald_dead_letters_json(c, 0, &dead), HERALD_OK);
+        int reasons = count_of(dead, "\"reason\":\"broken: cannot encode ");
+        int statuses = count_of(dead, "\"http_status\":0");
+        int events = count_of(dead, "\"event\":\"Unsendable\"");
+        if (reasons != 5 || statuses != 5 || events != 5)
+            fail_msg("staging %u: dead letters %s", staging[round], dead);
+        herald_free(dead);
+        char why[512];
+        herald_last_error(c, why, sizeof why);
+        if (strstr(why, "broken: cannot encode") == NULL)
+            fail_msg("last error \"%s\" does not name the plugin's message", why);
+        assert_int_equal(herald_close(c, 1000), HERALD_OK);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -144,6 +204,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_broken_plugins_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relative_paths_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_path_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encode_failure_dead_letters, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
