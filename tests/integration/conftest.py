@@ -34,6 +34,20 @@ def build_dir():
     return d if d.is_absolute() else REPO / d
 
 
+def sanitizers():
+    """The sanitizers the build under test was compiled with (meson's
+    b_sanitize), e.g. {"address", "undefined"}; empty for a plain build."""
+    info = build_dir() / "meson-info" / "intro-buildoptions.json"
+    try:
+        options = json.loads(info.read_text())
+    except (OSError, ValueError):
+        return set()
+    for o in options:
+        if o["name"] == "b_sanitize" and o["value"] not in ("none", ""):
+            return set(o["value"].split(","))
+    return set()
+
+
 def _binary(rel, what):
     path = build_dir() / rel
     if not (path.is_file() and os.access(path, os.X_OK)):

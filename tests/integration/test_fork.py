@@ -4,17 +4,30 @@ The child must not share the parent's SQLite connection, curl handles or
 delivery thread: it reopens the queue on its first call and starts its own
 thread, while the parent keeps the delivery lock. Every event of both
 processes arrives exactly once and the queue file stays intact.
+
+Not under AddressSanitizer: the ASan runtimes Debian ships (GCC 12's
+libasan, LLVM 14's compiler-rt) replace malloc without locking their
+allocator across fork(), so a child forked while any other thread of the
+parent is inside malloc inherits a held allocator lock and its first
+allocation blocks for ever (seen as a child stuck in
+SizeClassAllocator64::GetFromAllocator under sqlite3_prepare_v3). glibc's
+malloc, which herald uses in every other build, takes its arena locks in
+fork() itself. The test runs on the plain gcc build (.ci/run: TSan cannot
+follow a fork of a threaded process, and under memcheck the parent's state
+the child abandons on purpose counts as definitely lost).
 """
 
 import subprocess
 
-from conftest import build_dir, child_env
+from conftest import build_dir, child_env, sanitizers
 
 import pytest
 
 
 @pytest.mark.threads
 def test_fork_parent_and_child_keep_working(herald, receiver):
+    if "address" in sanitizers():
+        pytest.skip("the ASan allocator is not fork-safe in a threaded process (see above)")
     forker = build_dir() / "tests" / "integration" / "forker"
     assert forker.is_file(), "%s not built" % forker
     cfg = herald.config([herald.dest(receiver)], flush_interval_ms=50)

@@ -5,13 +5,12 @@ documented long run uses 1,000,000). The producer queues with no receiver
 (delivery on, destination down), and reports its peak resident memory.
 """
 
-import json
 import os
 import re
 
 import pytest
 
-from conftest import build_dir
+from conftest import sanitizers
 
 N = int(os.environ.get("HERALD_OFFLINE_EVENTS", "100000"))
 
@@ -27,18 +26,9 @@ def down_destination():
     return {"name": "down", "backend": "rest", "url": "http://127.0.0.1:9/v1/batch"}
 
 
-def sanitized_build():
-    """Peak RSS means nothing under ASan (shadow memory, quarantine)."""
-    info = build_dir() / "meson-info" / "intro-buildoptions.json"
-    try:
-        options = json.loads(info.read_text())
-    except (OSError, ValueError):
-        return False
-    return any(o["name"] == "b_sanitize" and o["value"] not in ("none", "") for o in options)
-
-
 def test_offline_memory_is_flat(herald):
-    if sanitized_build():
+    if sanitizers():
+        # Shadow memory and the quarantine: RSS is the sanitizer's, not herald's.
         pytest.skip("peak RSS is not a measure of herald under a sanitizer")
     cfg = herald.config([down_destination()], retry_base_ms=1000, retry_max_delay_ms=30000)
     small = herald.produce(cfg, N // 10, pad=64, timeout=600)
