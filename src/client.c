@@ -247,6 +247,80 @@ static void session_parse(herald_client *c, const char *text)
     }
 }
 
+/* What redaction leaves of an identity: userId, groupId and traits redacted
+ * as the members of a `type` event are (the same paths, so the same result
+ * as in the event itself). Only this is kept for later events and written
+ * to the queue file: a raw email used as a user id never reaches the disk.
+ * Any argument may be NULL; NULL if out of memory. */
+static json_t *redacted_identity(herald_client *c, const char *type, const char *user_id,
+                                 const char *group_id, json_t *traits)
+{
+    json_t *probe = json_pack("{s:s}", "type", type);
+    if (probe == NULL)
+        return NULL;
+    if ((user_id && json_object_set_new(probe, "userId", json_string(user_id)) != 0) ||
+        (group_id && json_object_set_new(probe, "groupId", json_string(group_id)) != 0) ||
+        (json_is_object(traits) && json_object_set_new(probe, "traits", json_deep_copy(traits)) != 0) ||
+        herald_redact_event(c->redactor, probe, NULL) != HERALD_OK) {
+        json_decref(probe);
+        return NULL;
+    }
+    return probe;
+}
+
+/* *slot becomes a copy of value where both are set and differ: 1 if it
+ * changed, 0 if not, -1 out of memory (*slot untouched). */
+static int replace_if_changed(char **slot, const char *value)
+{
+    if (*slot == NULL || value == NULL || strcmp(*slot, value) == 0)
+        return 0;
+    char *copy = strdup(value);
+    if (copy == NULL)
+        return -1;
+    free(*slot);
+    *slot = copy;
+    return 1;
+}
+
+/* Identity stored before redaction covered it (an older file, or redaction
+ * turned on since): redact it now, in memory and in the file. */
+static herald_status redact_stored_identity(herald_client *c)
+{
+    json_t *probe = redacted_identity(c, "identify", c->user_id, c->group_id, c->traits);
+    if (probe == NULL)
+        return HERALD_E_NO_MEMORY;
+    const char *uid = json_string_value(json_object_get(probe, "userId"));
+    const char *gid = json_string_value(json_object_get(probe, "groupId"));
+    json_t *traits = json_object_get(probe, "traits");
+    herald_status st = HERALD_OK;
+    char *traits_text = NULL;
+    herald_meta_update meta[3];
+    size_t n = 0;
+    int user = replace_if_changed(&c->user_id, uid);
+    int group = user < 0 ? -1 : replace_if_changed(&c->group_id, gid);
+    if (user > 0)
+        meta[n++] = (herald_meta_update){"user_id", c->user_id};
+    if (group > 0)
+        meta[n++] = (herald_meta_update){"group_id", c->group_id};
+    if (user < 0 || group < 0)
+        st = HERALD_E_NO_MEMORY;
+    if (st == HERALD_OK && json_is_object(traits) && !json_equal(traits, c->traits)) {
+        if ((traits_text = json_dumps(traits, JSON_COMPACT)) == NULL) {
+            st = HERALD_E_NO_MEMORY;
+        } else {
+            json_decref(c->traits);
+            c->traits = json_incref(traits);
+            meta[n++] = (herald_meta_update){"user_traits", traits_text};
+        }
+    }
+    for (size_t i = 0; st == HERALD_OK && i < n; i++)
+        if (herald_queue_meta_set(c->queue, meta[i].key, meta[i].value) != HERALD_OK)
+            st = HERALD_E_STORAGE;
+    free(traits_text);
+    json_decref(probe);
+    return st;
+}
+
 static herald_status load_identity(herald_client *c, char *err, size_t errlen)
 {
     char *anonymous = NULL, *traits = NULL, *session = NULL, *consent = NULL;
@@ -283,6 +357,13 @@ static herald_status load_identity(herald_client *c, char *err, size_t errlen)
         c->traits = json_object();
     }
     session_parse(c, session);
+    if ((c->user_id || c->group_id || json_object_size(c->traits) > 0) &&
+        (st = redact_stored_identity(c)) != HERALD_OK) {
+        herald_error_format(err, errlen, "redacting the stored identity: %s",
+                            st == HERALD_E_STORAGE ? herald_queue_errmsg(c->queue)
+                                                   : herald_strerror(st));
+        goto done;
+    }
     if (consent != NULL)
         c->consent = strcmp(consent, "granted") == 0;
     else
@@ -312,6 +393,7 @@ static void client_free(herald_client *c)
     pthread_mutex_destroy(&c->writer_mutex);
     pthread_mutex_destroy(&c->bounds_mu);
     free(c->user_id);
+    free(c->user_id_given);
     free(c->db_path);
     free(c);
 }
@@ -854,6 +936,7 @@ static size_t route(herald_client *c, json_t *message, const char **out)
  * client only once the commit succeeded. */
 typedef struct identity_change {
     char *user_id;
+    char *user_id_given;
     json_t *traits;
     char *traits_text;
     char *group_id;
@@ -868,6 +951,7 @@ typedef struct identity_change {
 static void identity_change_free(identity_change *ch)
 {
     free(ch->user_id);
+    free(ch->user_id_given);
     json_decref(ch->traits);
     free(ch->traits_text);
     free(ch->group_id);
@@ -1103,6 +1187,14 @@ static herald_status commit_message(herald_client *c, json_t *message, int64_t n
     if (st == HERALD_OK)
         st = store_event(c, now, type, body, length, destinations, routed, ch, &redactions, err,
                          errlen);
+    if (st == HERALD_OK && redactions.identity_markers > 0 && !c->identity_warned) {
+        /* Once per client (PII.md §2.1); never the value itself. */
+        c->identity_warned = 1;
+        herald_log(&c->logger, HERALD_LOG_WARN,
+                   "an identity field (userId, groupId or previousId) held personal data and "
+                   "was replaced by a marker: every user with such an id looks like one; set "
+                   "redact.hash_key to pseudonymise identity fields instead");
+    }
     free(body);
     free(destinations);
     return st;
@@ -1128,6 +1220,9 @@ static void call_settled(herald_client *c, herald_status st, identity_change *ch
         free(c->user_id);
         c->user_id = ch->user_id;
         ch->user_id = NULL;
+        free(c->user_id_given);
+        c->user_id_given = ch->user_id_given;
+        ch->user_id_given = NULL;
     }
     if (ch->traits) {
         json_decref(c->traits);
@@ -1190,25 +1285,47 @@ static herald_status enqueue(herald_client *c, json_t *message)
         format_session(ch.session, ch.session_id, now, ch.session_sequence);
         ch.meta[0] = (herald_meta_update){"session", ch.session};
         ch.meta_count = 1;
-        if (identify) {
-            const char *uid = json_string_value(json_object_get(message, "userId"));
-            json_t *given = json_object_get(message, "traits");
+        /* Kept for later events, and written to the queue file: as
+         * redaction leaves it. */
+        json_t *kept = NULL;
+        if (identify || group) {
+            kept = redacted_identity(
+                c, type, json_string_value(json_object_get(message, "userId")),
+                json_string_value(json_object_get(message, "groupId")),
+                json_object_get(message, "traits"));
+            if (kept == NULL) {
+                st = HERALD_E_NO_MEMORY;
+                snprintf(err, sizeof err, "out of memory");
+            }
+        }
+        if (kept != NULL && identify) {
+            const char *uid = json_string_value(json_object_get(kept, "userId"));
+            const char *raw = json_string_value(json_object_get(message, "userId"));
+            json_t *given = json_object_get(kept, "traits");
             if (uid && (ch.user_id = strdup(uid)) != NULL)
                 ch.meta[ch.meta_count++] = (herald_meta_update){"user_id", ch.user_id};
-            /* Traits accumulate; a new user starts from none. */
-            int same_user = uid == NULL || (c->user_id && strcmp(uid, c->user_id) == 0);
+            if (raw)
+                ch.user_id_given = strdup(raw);
+            /* Traits accumulate; a new user starts from none. Two emails
+             * both stored as "[email]" are still two users. */
+            int same_user = uid == NULL ||
+                            (c->user_id && strcmp(uid, c->user_id) == 0 &&
+                             (c->user_id_given == NULL || strcmp(raw, c->user_id_given) == 0));
             ch.traits = same_user ? json_deep_copy(c->traits) : json_object();
             if (ch.traits && json_is_object(given))
                 json_object_update(ch.traits, given);
             if (ch.traits && (ch.traits_text = json_dumps(ch.traits, JSON_COMPACT)) != NULL)
                 ch.meta[ch.meta_count++] = (herald_meta_update){"user_traits", ch.traits_text};
-        } else if (group) {
-            const char *gid = json_string_value(json_object_get(message, "groupId"));
+        } else if (kept != NULL && group) {
+            const char *gid = json_string_value(json_object_get(kept, "groupId"));
             if (gid && (ch.group_id = strdup(gid)) != NULL)
                 ch.meta[ch.meta_count++] = (herald_meta_update){"group_id", ch.group_id};
         }
-        st = commit_message(c, message, now, &ch, err, sizeof err);
-        message = NULL;
+        json_decref(kept);
+        if (st == HERALD_OK) {
+            st = commit_message(c, message, now, &ch, err, sizeof err);
+            message = NULL;
+        }
     }
     json_decref(message);
 
@@ -1423,6 +1540,8 @@ static void identity_apply_cleared(herald_client *c, const char fresh[64])
     memcpy(c->anonymous_id, fresh, sizeof c->anonymous_id);
     free(c->user_id);
     c->user_id = NULL;
+    free(c->user_id_given);
+    c->user_id_given = NULL;
     json_object_clear(c->traits);
     free(c->group_id);
     c->group_id = NULL;

@@ -74,6 +74,7 @@ struct herald_client {
     pthread_mutex_t bounds_mu;   /* a leaf lock: guards `bounds` */
     herald_stage_mark bounds;    /* the queue's totals as of a staged position */
     int closing;                 /* herald_close began (under call_mutex) */
+    int identity_warned;         /* an identity field got a plain marker (under call_mutex) */
     /* The fast event builder's identity frame (under call_mutex): rebuilt
      * when stale; NULL after a rebuild means every call takes the slow path
      * until identity changes again. */
@@ -103,7 +104,9 @@ struct herald_client {
     /* (Identity, session and consent are under call_mutex; consent is
      * written under both locks.) */
     char anonymous_id[64];
-    char *user_id;
+    char *user_id;               /* as redaction leaves it, as stored */
+    char *user_id_given;         /* as given (memory only; NULL after open): tells
+                                    apart users whose ids redact alike */
     json_t *traits;              /* the user's stored traits (object) */
     char *group_id;
     int64_t session_id;          /* 0: none yet */

@@ -498,6 +498,9 @@ int redact_emit(redact_run *run, redact_buf *out, unsigned cls, const char *text
 {
     const herald_redactor *r = run->r;
     unsigned mode = cls < CLS_COUNT ? r->mode[cls] : MODE_MARKER;
+    /* Every user whose id this is becomes one: the client warns (§2.1). */
+    if ((flags & RF_IDENTITY) && (cls == CLS_SECRET || !r->has_key) && run->stats != NULL)
+        run->stats->identity_markers++;
     if (cls == CLS_SECRET)
         return append_marker(run, out, cls, 0, text, len);
     /* Identity fields are pseudonymised whenever there is a key (§2.1):

@@ -46,6 +46,9 @@ const char *herald_redact_rule_name(herald_redact_rule rule);
 
 typedef struct herald_redact_stats {
     uint64_t count[HERALD_RULE_COUNT];
+    /* Identity fields (userId, groupId, previousId) replaced by a plain
+     * marker, not pseudonymised: no hash_key, or a secret (PII.md §2.1). */
+    uint64_t identity_markers;
 } herald_redact_stats;
 
 typedef struct herald_redactor herald_redactor;

@@ -373,7 +373,8 @@ HERALD_EXPORT herald_status herald_screen(herald_client *c, const char *name,
 /* Identify: sends {"type":"identify","userId",...,"traits"} and sets the user
  * id carried by every later event of this client; the traits are merged into
  * the user's stored traits, which later events carry as context.traits. Both
- * persist in the queue file. */
+ * persist in the queue file, as redaction leaves them (an email as the user
+ * id is stored as the event carries it: "[email]", or its keyed hash). */
 HERALD_EXPORT herald_status herald_identify(herald_client *c, const char *user_id,
                                             const char *traits_json);
 /* Group: sends {"type":"group","groupId":group_id,"traits":{...}} and sets

@@ -749,6 +749,145 @@ static void test_identify_persists_user_id(void **state)
     json_decref(events);
 }
 
+/* Every byte of a file, as a string (NULs kept out of the way). */
+static char *file_text(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return strdup("");
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = calloc(1, (size_t)n + 1);
+    assert_non_null(buf);
+    size_t got = fread(buf, 1, (size_t)n, fp);
+    fclose(fp);
+    for (size_t i = 0; i < got; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    return buf;
+}
+
+typedef struct warnings {
+    int identity;
+    int leaked;
+} warnings;
+
+static void count_warnings(herald_log_level level, const char *message, void *userdata)
+{
+    warnings *w = userdata;
+    if (level == HERALD_LOG_WARN && strstr(message, "identity field") != NULL)
+        w->identity++;
+    if (strstr(message, "jane") != NULL)
+        w->leaked++;
+}
+
+/* PII.md §2.1: an email as the user id gets a marker without a hash key —
+ * in the events and in the identity kept on disk — and the client says so
+ * once; with a key it is pseudonymised, the same in both places. */
+static void test_identity_pii_redacted_on_disk(void **state)
+{
+    fx *f = *state;
+    warnings w = {0, 0};
+    f->opts.log = count_warnings;
+    f->opts.log_userdata = &w;
+    open_client(f);
+    assert_int_equal(herald_identify(f->c, "jane@example.com",
+                                     "{\"plan\":\"pro\",\"email\":\"jane@example.com\"}"),
+                     HERALD_OK);
+    assert_int_equal(herald_identify(f->c, "jane@example.com", NULL), HERALD_OK);
+    assert_int_equal(herald_group(f->c, "jane@example.com", NULL), HERALD_OK);
+    assert_int_equal(herald_track(f->c, "after", NULL), HERALD_OK);
+    assert_int_equal(w.identity, 1);
+    assert_int_equal(w.leaked, 0);
+    char *uid = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_id'");
+    char *gid = db_text(f->path, "SELECT value FROM meta WHERE key = 'group_id'");
+    char *traits = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_traits'");
+    assert_string_equal(uid, "[email]");
+    assert_string_equal(gid, "[email]");
+    assert_string_equal(traits, "{\"plan\":\"pro\",\"email\":\"[email]\"}");
+    free(uid);
+    free(gid);
+    free(traits);
+    json_t *events = db_events(f->path);
+    assert_int_equal(json_array_size(events), 4);
+    assert_string_equal(str(json_array_get(events, 3), "userId"), "[email]");
+    json_decref(events);
+    close_client(f);
+    /* Nothing of it anywhere in the file (the staging file is gone). */
+    char *bytes = file_text(f->path);
+    assert_null(strstr(bytes, "jane@"));
+    free(bytes);
+
+    /* With a key: pseudonymised, the same in the events and on disk, and no
+     * warning: every user keeps an id of their own. */
+    remove_tree(f->dir);
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    w.identity = 0;
+    f->opts.redact_json = "{\"hash_key\": \"000102030405060708090a0b0c0d0e0f"
+                          "101112131415161718191a1b1c1d1e1f\"}";
+    open_client(f);
+    assert_int_equal(herald_identify(f->c, "jane@example.com", NULL), HERALD_OK);
+    assert_int_equal(herald_track(f->c, "after", NULL), HERALD_OK);
+    assert_int_equal(w.identity, 0);
+    uid = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_id'");
+    assert_non_null(uid);
+    assert_int_equal(strncmp(uid, "[email:", 7), 0);
+    events = db_events(f->path);
+    assert_string_equal(str(json_array_get(events, 0), "userId"), uid);
+    assert_string_equal(str(json_array_get(events, 1), "userId"), uid);
+    json_decref(events);
+    free(uid);
+    close_client(f);
+}
+
+/* Two users whose emails both redact to "[email]" are still two users:
+ * the second does not inherit the first one's traits. */
+static void test_identity_traits_not_shared_by_redacted_ids(void **state)
+{
+    fx *f = *state;
+    open_client(f);
+    assert_int_equal(herald_identify(f->c, "ann@example.com", "{\"a\":1}"), HERALD_OK);
+    assert_int_equal(herald_identify(f->c, "ann@example.com", "{\"b\":2}"), HERALD_OK);
+    char *traits = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_traits'");
+    assert_string_equal(traits, "{\"a\":1,\"b\":2}");
+    free(traits);
+    assert_int_equal(herald_identify(f->c, "bob@example.com", "{\"c\":3}"), HERALD_OK);
+    traits = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_traits'");
+    assert_string_equal(traits, "{\"c\":3}");
+    free(traits);
+    close_client(f);
+}
+
+/* An identity stored raw (a file written with redaction off) is redacted at
+ * the next open that redacts: in memory and in the file. */
+static void test_stored_identity_redacted_at_open(void **state)
+{
+    fx *f = *state;
+    f->opts.redact_json = "{\"enabled\": false}";
+    open_client(f);
+    assert_int_equal(herald_identify(f->c, "jane@example.com", "{\"email\":\"jane@example.com\"}"),
+                     HERALD_OK);
+    close_client(f);
+    char *uid = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_id'");
+    assert_string_equal(uid, "jane@example.com");
+    free(uid);
+
+    f->opts.redact_json = NULL;
+    open_client(f);
+    assert_int_equal(herald_track(f->c, "after", NULL), HERALD_OK);
+    close_client(f);
+    uid = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_id'");
+    char *traits = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_traits'");
+    assert_string_equal(uid, "[email]");
+    assert_string_equal(traits, "{\"email\":\"[email]\"}");
+    free(uid);
+    free(traits);
+    json_t *events = db_events(f->path);
+    assert_string_equal(str(json_array_get(events, 1), "userId"), "[email]");
+    json_decref(events);
+}
+
 /* ---- injected clock and random, sessions ---- */
 
 static json_t *ctx_of(json_t *e, const char *key)
@@ -1544,6 +1683,9 @@ int main(void)
         T(test_valid_calls_stored_in_segment_shape),
         T(test_anonymous_id_persists),
         T(test_identify_persists_user_id),
+        T(test_identity_pii_redacted_on_disk),
+        T(test_stored_identity_redacted_at_open),
+        T(test_identity_traits_not_shared_by_redacted_ids),
         T(test_injected_clock_and_random),
         T(test_sessions_rotate_and_persist),
         T(test_session_start_events),

@@ -1104,6 +1104,35 @@ static void test_k_rules(void **state)
     herald_redactor_free(r);
 }
 
+/* PII.md §2.1: identity fields that get a plain marker are counted (the
+ * client warns once); pseudonymised ones are not, a secret always is. */
+static void test_identity_markers_counted(void **state)
+{
+    (void)state;
+    const char *event_text =
+        "{\"type\": \"identify\", \"userId\": \"jane@example.com\", \"previousId\": \"x\","
+        " \"groupId\": \"4111111111111111\", \"traits\": {\"email\": \"jane@example.com\"},"
+        " \"context\": {\"groupId\": \"sk_live_abcdefghijklmnopqrstuvwx\"}}";
+    herald_redactor *plain = make(NULL);
+    herald_redactor *keyed = make("{\"hash_key\": \"" TEST_KEY "\"}");
+    herald_redact_stats stats;
+    memset(&stats, 0, sizeof stats);
+    json_t *event = parse(event_text);
+    redact_event_ok(plain, event, &stats);
+    assert_int_equal(stats.identity_markers, 3); /* userId, groupId, context.groupId */
+    json_decref(event);
+    memset(&stats, 0, sizeof stats);
+    event = parse(event_text);
+    redact_event_ok(keyed, event, &stats);
+    assert_int_equal(stats.identity_markers, 1); /* the secret: never hashed */
+    assert_string_equal(json_string_value(json_object_get(json_object_get(event, "context"),
+                                                          "groupId")),
+                        "[secret]");
+    json_decref(event);
+    herald_redactor_free(plain);
+    herald_redactor_free(keyed);
+}
+
 static void test_event_fields(void **state)
 {
     (void)state;
@@ -1560,6 +1589,7 @@ int main(void)
         cmocka_unit_test(test_keep_domain_and_truncate),
         cmocka_unit_test(test_k_rules),
         cmocka_unit_test(test_event_fields),
+        cmocka_unit_test(test_identity_markers_counted),
         cmocka_unit_test(test_configured_keys_and_paths),
         cmocka_unit_test(test_custom_patterns),
         cmocka_unit_test(test_rules_and_profiles),
