@@ -247,27 +247,6 @@ static void session_parse(herald_client *c, const char *text)
     }
 }
 
-/* What redaction leaves of an identity: userId, groupId and traits redacted
- * as the members of a `type` event are (the same paths, so the same result
- * as in the event itself). Only this is kept for later events and written
- * to the queue file: a raw email used as a user id never reaches the disk.
- * Any argument may be NULL; NULL if out of memory. */
-static json_t *redacted_identity(herald_client *c, const char *type, const char *user_id,
-                                 const char *group_id, json_t *traits)
-{
-    json_t *probe = json_pack("{s:s}", "type", type);
-    if (probe == NULL)
-        return NULL;
-    if ((user_id && json_object_set_new(probe, "userId", json_string(user_id)) != 0) ||
-        (group_id && json_object_set_new(probe, "groupId", json_string(group_id)) != 0) ||
-        (json_is_object(traits) && json_object_set_new(probe, "traits", json_deep_copy(traits)) != 0) ||
-        herald_redact_event(c->redactor, probe, NULL) != HERALD_OK) {
-        json_decref(probe);
-        return NULL;
-    }
-    return probe;
-}
-
 /* *slot becomes a copy of value where both are set and differ: 1 if it
  * changed, 0 if not, -1 out of memory (*slot untouched). */
 static int replace_if_changed(char **slot, const char *value)
@@ -282,13 +261,20 @@ static int replace_if_changed(char **slot, const char *value)
     return 1;
 }
 
-/* Identity stored before redaction covered it (an older file, or redaction
- * turned on since): redact it now, in memory and in the file. */
-static herald_status redact_stored_identity(herald_client *c)
+/* An identity stored unredacted (by a client that had redaction off): redact
+ * it now, in memory and in the file, as the members of an identify event
+ * (the paths the events carry them at). */
+static void redact_stored_identity(herald_client *c)
 {
-    json_t *probe = redacted_identity(c, "identify", c->user_id, c->group_id, c->traits);
-    if (probe == NULL)
-        return HERALD_E_NO_MEMORY;
+    json_t *probe = json_pack("{s:s,s:o}", "type", "identify", "traits", json_deep_copy(c->traits));
+    if (probe == NULL || (c->user_id && json_object_set_new(probe, "userId",
+                                                            json_string(c->user_id)) != 0) ||
+        (c->group_id && json_object_set_new(probe, "groupId", json_string(c->group_id)) != 0) ||
+        herald_redact_event(c->redactor, probe, NULL) != HERALD_OK) {
+        json_decref(probe);
+        herald_log(&c->logger, HERALD_LOG_WARN, "cannot redact the stored identity: out of memory");
+        return;
+    }
     const char *uid = json_string_value(json_object_get(probe, "userId"));
     const char *gid = json_string_value(json_object_get(probe, "groupId"));
     json_t *traits = json_object_get(probe, "traits");
@@ -313,12 +299,16 @@ static herald_status redact_stored_identity(herald_client *c)
             meta[n++] = (herald_meta_update){"user_traits", traits_text};
         }
     }
-    for (size_t i = 0; st == HERALD_OK && i < n; i++)
-        if (herald_queue_meta_set(c->queue, meta[i].key, meta[i].value) != HERALD_OK)
-            st = HERALD_E_STORAGE;
+    /* In memory it is redacted already (later events carry that); on disk
+     * it is rewritten in one transaction, or at the next open. */
+    uint64_t evicted = 0;
+    char sub[ERR_MAX] = "out of memory";
+    if (st != HERALD_OK ||
+        (n > 0 && herald_queue_push_many(c->queue, NULL, 0, 0, meta, n, NULL, NULL, 0, NULL,
+                                         &evicted, NULL, NULL, sub, sizeof sub) != HERALD_OK))
+        herald_log(&c->logger, HERALD_LOG_WARN, "cannot redact the stored identity: %s", sub);
     free(traits_text);
     json_decref(probe);
-    return st;
 }
 
 static herald_status load_identity(herald_client *c, char *err, size_t errlen)
@@ -357,13 +347,8 @@ static herald_status load_identity(herald_client *c, char *err, size_t errlen)
         c->traits = json_object();
     }
     session_parse(c, session);
-    if ((c->user_id || c->group_id || json_object_size(c->traits) > 0) &&
-        (st = redact_stored_identity(c)) != HERALD_OK) {
-        herald_error_format(err, errlen, "redacting the stored identity: %s",
-                            st == HERALD_E_STORAGE ? herald_queue_errmsg(c->queue)
-                                                   : herald_strerror(st));
-        goto done;
-    }
+    if (c->user_id || c->group_id || json_object_size(c->traits) > 0)
+        redact_stored_identity(c);
     if (consent != NULL)
         c->consent = strcmp(consent, "granted") == 0;
     else
@@ -931,12 +916,15 @@ static size_t route(herald_client *c, json_t *message, const char **out)
     return n;
 }
 
+enum { IDENTITY_NONE, IDENTITY_USER, IDENTITY_GROUP };
+
 /* What an identify or group call leaves in the client's identity, as
  * metadata updates for the same transaction as the event. Applied to the
  * client only once the commit succeeded. */
 typedef struct identity_change {
+    int keeps;                   /* IDENTITY_USER/_GROUP: taken from the finished event */
     char *user_id;
-    char *user_id_given;
+    char *user_id_given;         /* the user id as the call gave it */
     json_t *traits;
     char *traits_text;
     char *group_id;
@@ -955,6 +943,34 @@ static void identity_change_free(identity_change *ch)
     json_decref(ch->traits);
     free(ch->traits_text);
     free(ch->group_id);
+}
+
+/* The identity an identify or group event leaves, read from the event as
+ * finished: as redaction left it, so a raw email given as the user id is
+ * never kept or written to the queue file. */
+static void keep_identity(herald_client *c, identity_change *ch, const json_t *event)
+{
+    if (ch->keeps == IDENTITY_GROUP) {
+        const char *gid = json_string_value(json_object_get(event, "groupId"));
+        if (gid && (ch->group_id = strdup(gid)) != NULL)
+            ch->meta[ch->meta_count++] = (herald_meta_update){"group_id", ch->group_id};
+        return;
+    }
+    const char *uid = json_string_value(json_object_get(event, "userId"));
+    json_t *given = json_object_get(event, "traits");
+    if (uid && (ch->user_id = strdup(uid)) != NULL)
+        ch->meta[ch->meta_count++] = (herald_meta_update){"user_id", ch->user_id};
+    /* Traits accumulate; a new user starts from none. Two emails both kept
+     * as "[email]" are still two users: the ids as given tell. */
+    int same_user = uid == NULL ||
+                    (c->user_id && strcmp(uid, c->user_id) == 0 &&
+                     (c->user_id_given == NULL || ch->user_id_given == NULL ||
+                      strcmp(ch->user_id_given, c->user_id_given) == 0));
+    ch->traits = same_user ? json_deep_copy(c->traits) : json_object();
+    if (ch->traits && json_is_object(given))
+        json_object_update(ch->traits, given);
+    if (ch->traits && (ch->traits_text = json_dumps(ch->traits, JSON_COMPACT)) != NULL)
+        ch->meta[ch->meta_count++] = (herald_meta_update){"user_traits", ch->traits_text};
 }
 
 /* Per-rule redaction counts as counter names and deltas ("redact_v1", ...). */
@@ -1181,7 +1197,15 @@ static herald_status commit_message(herald_client *c, json_t *message, int64_t n
     char *body = NULL;
     size_t length = 0;
     const char *type = NULL;
+    json_t *finished = NULL;
+    if (ch->keeps != IDENTITY_NONE)
+        env.finished = &finished;
     herald_status st = herald_event_finish(&env, message, &body, &length, &type, err, errlen);
+    env.finished = NULL; /* a hook's replacement does not change what is kept */
+    if (finished != NULL) {
+        keep_identity(c, ch, finished);
+        json_decref(finished);
+    }
     if (st == HERALD_OK && c->before_store != NULL)
         st = run_before_store(c, &env, &body, &length, &type, err, errlen);
     if (st == HERALD_OK)
@@ -1285,47 +1309,12 @@ static herald_status enqueue(herald_client *c, json_t *message)
         format_session(ch.session, ch.session_id, now, ch.session_sequence);
         ch.meta[0] = (herald_meta_update){"session", ch.session};
         ch.meta_count = 1;
-        /* Kept for later events, and written to the queue file: as
-         * redaction leaves it. */
-        json_t *kept = NULL;
-        if (identify || group) {
-            kept = redacted_identity(
-                c, type, json_string_value(json_object_get(message, "userId")),
-                json_string_value(json_object_get(message, "groupId")),
-                json_object_get(message, "traits"));
-            if (kept == NULL) {
-                st = HERALD_E_NO_MEMORY;
-                snprintf(err, sizeof err, "out of memory");
-            }
-        }
-        if (kept != NULL && identify) {
-            const char *uid = json_string_value(json_object_get(kept, "userId"));
-            const char *raw = json_string_value(json_object_get(message, "userId"));
-            json_t *given = json_object_get(kept, "traits");
-            if (uid && (ch.user_id = strdup(uid)) != NULL)
-                ch.meta[ch.meta_count++] = (herald_meta_update){"user_id", ch.user_id};
-            if (raw)
-                ch.user_id_given = strdup(raw);
-            /* Traits accumulate; a new user starts from none. Two emails
-             * both stored as "[email]" are still two users. */
-            int same_user = uid == NULL ||
-                            (c->user_id && strcmp(uid, c->user_id) == 0 &&
-                             (c->user_id_given == NULL || strcmp(raw, c->user_id_given) == 0));
-            ch.traits = same_user ? json_deep_copy(c->traits) : json_object();
-            if (ch.traits && json_is_object(given))
-                json_object_update(ch.traits, given);
-            if (ch.traits && (ch.traits_text = json_dumps(ch.traits, JSON_COMPACT)) != NULL)
-                ch.meta[ch.meta_count++] = (herald_meta_update){"user_traits", ch.traits_text};
-        } else if (kept != NULL && group) {
-            const char *gid = json_string_value(json_object_get(kept, "groupId"));
-            if (gid && (ch.group_id = strdup(gid)) != NULL)
-                ch.meta[ch.meta_count++] = (herald_meta_update){"group_id", ch.group_id};
-        }
-        json_decref(kept);
-        if (st == HERALD_OK) {
-            st = commit_message(c, message, now, &ch, err, sizeof err);
-            message = NULL;
-        }
+        ch.keeps = identify ? IDENTITY_USER : group ? IDENTITY_GROUP : IDENTITY_NONE;
+        const char *given = identify ? json_string_value(json_object_get(message, "userId")) : NULL;
+        if (given)
+            ch.user_id_given = strdup(given);
+        st = commit_message(c, message, now, &ch, err, sizeof err);
+        message = NULL;
     }
     json_decref(message);
 

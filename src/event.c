@@ -408,18 +408,23 @@ herald_status herald_event_finish(const herald_event_env *env, json_t *message, 
         return st;
     }
     char *text = json_dumps(message, JSON_COMPACT);
-    json_decref(message);
     if (text == NULL) {
+        json_decref(message);
         herald_error_format(err, errlen, "out of memory serializing the event");
         return HERALD_E_NO_MEMORY;
     }
     size_t len = strlen(text);
     if (len > env->max_event_bytes) {
+        json_decref(message);
         herald_error_format(err, errlen, "event is %zu bytes, over max_event_bytes (%u)", len,
                             env->max_event_bytes);
         free(text);
         return HERALD_E_TOO_LARGE;
     }
+    if (env->finished != NULL)
+        *env->finished = message; /* the caller's reference now */
+    else
+        json_decref(message);
     *out_json = text;
     *out_len = len;
     return HERALD_OK;

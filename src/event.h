@@ -26,6 +26,9 @@ typedef struct herald_event_env {
     /* Writes a new lowercase UUID (36 chars + NUL) into out. */
     void (*new_message_id)(char out[37], void *ctx);
     void *new_message_id_ctx;
+    /* If set: on success, receives the message as finished (redacted, as
+     * serialized); the caller releases it. */
+    json_t **finished;
 } herald_event_env;
 
 /* Complete, validate, enrich and redact `message` (a JSON object this

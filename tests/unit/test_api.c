@@ -771,6 +771,7 @@ static char *file_text(const char *path)
 typedef struct warnings {
     int identity;
     int leaked;
+    int stored;
 } warnings;
 
 static void count_warnings(herald_log_level level, const char *message, void *userdata)
@@ -778,6 +779,8 @@ static void count_warnings(herald_log_level level, const char *message, void *us
     warnings *w = userdata;
     if (level == HERALD_LOG_WARN && strstr(message, "identity field") != NULL)
         w->identity++;
+    if (level == HERALD_LOG_WARN && strstr(message, "cannot redact the stored identity") != NULL)
+        w->stored++;
     if (strstr(message, "jane") != NULL)
         w->leaked++;
 }
@@ -788,7 +791,7 @@ static void count_warnings(herald_log_level level, const char *message, void *us
 static void test_identity_pii_redacted_on_disk(void **state)
 {
     fx *f = *state;
-    warnings w = {0, 0};
+    warnings w = {0, 0, 0};
     f->opts.log = count_warnings;
     f->opts.log_userdata = &w;
     open_client(f);
@@ -886,6 +889,49 @@ static void test_stored_identity_redacted_at_open(void **state)
     json_t *events = db_events(f->path);
     assert_string_equal(str(json_array_get(events, 1), "userId"), "[email]");
     json_decref(events);
+}
+
+/* The stored identity cannot be rewritten at open (here a trigger in the
+ * file refuses the write): the open goes on with a warning, later events
+ * carry the redacted id, and the next open rewrites it. */
+static void test_stored_identity_rewrite_fails_at_open(void **state)
+{
+    fx *f = *state;
+    f->opts.redact_json = "{\"enabled\": false}";
+    open_client(f);
+    assert_int_equal(herald_identify(f->c, "jane@example.com", NULL), HERALD_OK);
+    close_client(f);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TRIGGER refuse BEFORE UPDATE ON meta "
+                                  "WHEN OLD.key = 'user_id' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    warnings w = {0, 0, 0};
+    f->opts.log = count_warnings;
+    f->opts.log_userdata = &w;
+    f->opts.redact_json = NULL;
+    open_client(f);
+    assert_int_equal(w.stored, 1);
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER refuse", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char *uid = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_id'");
+    assert_string_equal(uid, "jane@example.com"); /* not rewritten */
+    free(uid);
+    assert_int_equal(herald_track(f->c, "after", NULL), HERALD_OK);
+    json_t *events = db_events(f->path);
+    assert_string_equal(str(json_array_get(events, 1), "userId"), "[email]");
+    json_decref(events);
+    close_client(f);
+
+    open_client(f);
+    close_client(f);
+    uid = db_text(f->path, "SELECT value FROM meta WHERE key = 'user_id'");
+    assert_string_equal(uid, "[email]");
+    free(uid);
+    assert_int_equal(w.stored, 1);
 }
 
 /* ---- injected clock and random, sessions ---- */
@@ -1685,6 +1731,7 @@ int main(void)
         T(test_identify_persists_user_id),
         T(test_identity_pii_redacted_on_disk),
         T(test_stored_identity_redacted_at_open),
+        T(test_stored_identity_rewrite_fails_at_open),
         T(test_identity_traits_not_shared_by_redacted_ids),
         T(test_injected_clock_and_random),
         T(test_sessions_rotate_and_persist),
